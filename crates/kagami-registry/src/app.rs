@@ -1,0 +1,74 @@
+//! The HTTP application: its settings, the state every handler shares, and
+//! [`app`] / [`app_with_mirror`], which put the route groups together
+//! without a socket.
+
+use std::sync::Arc;
+
+use kagami_core::Registry;
+use kagami_core::store::Store;
+
+use crate::mirror::Mirror;
+use crate::routes::{self, Readiness};
+use crate::trace;
+
+/// Settings of the registry API.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The registry a request without `?ns=` is for (default `docker.io`).
+    pub default_registry: Registry,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            default_registry: Registry::docker_hub(),
+        }
+    }
+}
+
+/// What every handler reads.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) readiness: Readiness,
+    /// Where local misses are looked up; `None` answers them 404.
+    pub(crate) mirror: Option<Mirror>,
+}
+
+/// The whole HTTP application: the OCI API under `/v2`, `/healthz` and
+/// `/readyz`, wrapped in the request log. It serves what `store` holds and
+/// answers anything else 404. It holds no socket; serve it with
+/// [`serve`](crate::serve), or call it directly in tests.
+pub fn app(store: Arc<dyn Store>, config: Config, readiness: Readiness) -> axum::Router {
+    build(store, config, readiness, None)
+}
+
+/// [`app`], with local misses served from peers through `mirror`.
+pub fn app_with_mirror(
+    store: Arc<dyn Store>,
+    config: Config,
+    readiness: Readiness,
+    mirror: Mirror,
+) -> axum::Router {
+    build(store, config, readiness, Some(mirror))
+}
+
+fn build(
+    store: Arc<dyn Store>,
+    config: Config,
+    readiness: Readiness,
+    mirror: Option<Mirror>,
+) -> axum::Router {
+    let state = AppState {
+        store,
+        config: Arc::new(config),
+        readiness,
+        mirror,
+    };
+    let router = axum::Router::new()
+        .merge(routes::v2())
+        .merge(routes::health())
+        .with_state(state);
+    trace::layer(router)
+}

@@ -1,0 +1,34 @@
+//! The read-only OCI Distribution API of a kagami node.
+//!
+//! This crate owns the HTTP side of a node: the `/v2` pull API (manifests,
+//! blobs with `Range`, tag lists) answered from a
+//! [`kagami_core::store::Store`], the OCI error bodies, `/healthz` and
+//! `/readyz`, and the accept loop that serves it all ([`serve`]). What a
+//! node holds is the store's business; it is reached only through the
+//! trait. [`app`] builds the whole application without a socket, so tests
+//! call it directly.
+//!
+//! It also owns the mirror path ([`Mirror`], given to [`app_with_mirror`]):
+//! what the store does not hold is looked up through a
+//! [`kagami_core::router::Router`] and fetched from the peers that hold
+//! it, hedged, resumed and checked against its digest. Requests between
+//! peers carry [`MIRRORED_HEADER`] and never trigger another lookup.
+//!
+//! A request names its registry as containerd does, with `?ns=<registry>`;
+//! without it, it is for [`Config::default_registry`]. On Docker Hub a
+//! one-component name is looked up as `library/<name>`.
+
+mod app;
+mod error;
+mod mirror;
+mod path;
+mod range;
+mod routes;
+mod server;
+mod trace;
+
+pub use app::{Config, app, app_with_mirror};
+pub use error::Error;
+pub use mirror::{MIRRORED_HEADER, Mirror, MirrorConfig, MirrorStats, Mirrored};
+pub use routes::Readiness;
+pub use server::serve;

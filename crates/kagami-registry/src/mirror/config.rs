@@ -1,0 +1,111 @@
+//! The mirror's settings: which registries and tags are looked up on
+//! peers, and the budget of every wait on the way.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kagami_core::Registry;
+
+/// Which registries' content a node looks up on its peers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Mirrored {
+    /// Every registry.
+    #[default]
+    All,
+    /// Only these; a miss for any other is answered 404 with no lookup.
+    Only(BTreeSet<Registry>),
+}
+
+impl Mirrored {
+    /// Whether a miss for `registry` may be looked up on peers.
+    pub fn contains(&self, registry: &Registry) -> bool {
+        match self {
+            Mirrored::All => true,
+            Mirrored::Only(registries) => registries.contains(registry),
+        }
+    }
+}
+
+/// Settings of the mirror path (a local miss served from peers). Each
+/// field's default is the associated `DEFAULT_*` constant.
+#[derive(Clone, Debug)]
+pub struct MirrorConfig {
+    /// The registries whose misses are looked up on peers.
+    pub mirrored: Mirrored,
+    /// Whether a `latest` tag is looked up on peers. Off by default: a
+    /// peer's `latest` may be older than the registry's, and a node would
+    /// then run a stale image without knowing it (pin a tag or a digest).
+    pub resolve_latest: bool,
+    /// Whether this node advertises its `latest` tags. The registry does
+    /// not read it; it lives here so one section configures both ends.
+    pub advertise_latest: bool,
+    /// Longest wait for the router to name providers of a key.
+    pub resolve_timeout: Duration,
+    /// Longest wait for a TCP connection to a peer.
+    pub connect_timeout: Duration,
+    /// Wait for a peer's first response byte before a second peer is
+    /// raced against it. Once enough answers have been timed, the wait is
+    /// `max(2 × p90, 100 ms)` of recent answers, never above this value.
+    pub first_byte_timeout: Duration,
+    /// Longest a peer may go without sending anything (its response head,
+    /// or the next bytes of a body) before it is given up on: a blob then
+    /// resumes from another peer.
+    pub stall_timeout: Duration,
+    /// Overall budget of a manifest request or any `HEAD` through the
+    /// mirror, lookup included. Blob bodies have no overall limit, only
+    /// [`stall_timeout`](Self::stall_timeout).
+    pub manifest_timeout: Duration,
+    /// Most providers asked for, and tried, per key.
+    pub max_providers: usize,
+    /// How long a peer that served bytes not matching their digest is
+    /// skipped.
+    pub bad_peer_ttl: Duration,
+    /// Addresses this node's own registry is reached at. The router never
+    /// names this node, but a provider at one of these is skipped anyway,
+    /// so a misconfigured router cannot make a node ask itself.
+    pub own_addrs: Vec<SocketAddr>,
+}
+
+impl MirrorConfig {
+    /// Spegel's 20 ms assumes a warm routing table on a small cluster. A
+    /// Kademlia lookup over a cold or large table takes several round
+    /// trips, each of which may first dial a peer; 2 s lets that finish
+    /// while keeping a miss well within containerd's patience (it then
+    /// falls back to the next endpoint). Lookups are cached for a few
+    /// seconds, negative ones too, so a burst of misses pays this once.
+    pub const DEFAULT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Peers are on the same network: a connection that takes a second is
+    /// to a dead host.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Before any answer has been timed; Spegel's adaptive floor is 100 ms.
+    pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_millis(300);
+    /// Long enough for a busy peer's disk, short enough that a dead one
+    /// does not hang a pull (users complain of 30 s hangs).
+    pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Spegel's budget for a manifest or `HEAD`.
+    pub const DEFAULT_MANIFEST_TIMEOUT: Duration = Duration::from_secs(3);
+    /// Spegel's: three holders are enough to hedge and resume.
+    pub const DEFAULT_MAX_PROVIDERS: usize = 3;
+    /// Long enough to stop a corrupt peer being picked again at once,
+    /// short enough that a peer that was repaired comes back.
+    pub const DEFAULT_BAD_PEER_TTL: Duration = Duration::from_secs(60);
+}
+
+impl Default for MirrorConfig {
+    fn default() -> MirrorConfig {
+        MirrorConfig {
+            mirrored: Mirrored::All,
+            resolve_latest: false,
+            advertise_latest: false,
+            resolve_timeout: MirrorConfig::DEFAULT_RESOLVE_TIMEOUT,
+            connect_timeout: MirrorConfig::DEFAULT_CONNECT_TIMEOUT,
+            first_byte_timeout: MirrorConfig::DEFAULT_FIRST_BYTE_TIMEOUT,
+            stall_timeout: MirrorConfig::DEFAULT_STALL_TIMEOUT,
+            manifest_timeout: MirrorConfig::DEFAULT_MANIFEST_TIMEOUT,
+            max_providers: MirrorConfig::DEFAULT_MAX_PROVIDERS,
+            bad_peer_ttl: MirrorConfig::DEFAULT_BAD_PEER_TTL,
+            own_addrs: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! A blob body relayed from peers to the client as it arrives.
+//!
+//! The client sees one unbroken body. When a peer's stream breaks (an
+//! error, an early end, or no bytes within the stall timeout), the
+//! transfer resumes on another provider with `Range: bytes=<offset>-…`
+//! and the same body goes on.
+//!
+//! A whole blob is hashed as it passes, and its last chunk is held back
+//! until the hash is known: when it does not match the digest, the body
+//! ends with an error instead (hyper then cuts the connection short of
+//! its `Content-Length`), so a client never receives a complete wrong
+//! blob, and every peer that sent bytes of it is marked bad. Partial
+//! content cannot be checked against a digest: for a client's `Range`,
+//! the peers are trusted, and only the length is enforced.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::Method;
+use kagami_core::router::Peer;
+use kagami_core::store::BlobStream;
+use kagami_core::{Digest, Key};
+
+use super::fetch::{AttemptError, Opened, Part, Target};
+use super::Inner;
+use super::hedge::race;
+use super::verify::Hasher;
+use crate::range::ByteRange;
+
+type PeerBody = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// The state of one relayed body.
+pub(super) struct Relay {
+    mirror: Arc<Inner>,
+    target: Target,
+    digest: Digest,
+    part: Part,
+    /// Absolute offset of the next byte to relay.
+    offset: u64,
+    /// Set when `part` is the whole blob.
+    hasher: Option<Hasher>,
+    peer: Peer,
+    body: PeerBody,
+    /// Peers that sent bytes of this body.
+    contributors: Vec<Peer>,
+    /// Providers not tried yet, best first, for resuming.
+    spare: Vec<Peer>,
+}
+
+impl Relay {
+    /// The body of `response` from `peer`, carrying `part`, with the
+    /// other providers in `spare` to resume from.
+    pub(super) fn new(
+        mirror: Arc<Inner>,
+        target: Target,
+        digest: Digest,
+        (peer, response, part): (Peer, reqwest::Response, Part),
+        spare: Vec<Peer>,
+    ) -> Relay {
+        let hasher = (part.range == (0..part.size)).then(|| Hasher::new(digest.algorithm()));
+        Relay {
+            mirror,
+            target,
+            digest,
+            offset: part.range.start,
+            part,
+            hasher,
+            peer,
+            body: Box::pin(response.bytes_stream()),
+            contributors: Vec::new(),
+            spare,
+        }
+    }
+
+    /// The relay as a body stream.
+    pub(super) fn into_stream(self) -> BlobStream {
+        Box::pin(futures::stream::unfold(Some(self), |relay| async move {
+            relay?.step().await
+        }))
+    }
+
+    /// The next chunk for the client; after an error, the stream ends.
+    async fn step(mut self) -> Option<(io::Result<Bytes>, Option<Relay>)> {
+        let end = self.part.range.end;
+        while self.offset < end {
+            let why = match tokio::time::timeout(self.mirror.fetch.stall(), self.body.next()).await
+            {
+                Ok(Some(Ok(chunk))) if chunk.is_empty() => continue,
+                Ok(Some(Ok(chunk))) if self.offset + chunk.len() as u64 <= end => {
+                    return Some(self.pass(chunk));
+                }
+                Ok(Some(Ok(_))) => "sent more bytes than announced".to_owned(),
+                Ok(Some(Err(error))) => format!("stream broke: {error}"),
+                Ok(None) => "stream ended early".to_owned(),
+                Err(_) => format!("no bytes within {:?}", self.mirror.fetch.stall()),
+            };
+            tracing::debug!(digest = %self.digest, peer = %self.peer.id, offset = self.offset, %why, "resuming");
+            self.mirror.peers.failed(&self.peer);
+            if let Err(error) = self.resume().await {
+                return Some((Err(error), None));
+            }
+        }
+        None
+    }
+
+    /// Counts and hashes `chunk`; the last one only if the hash matches.
+    fn pass(mut self, chunk: Bytes) -> (io::Result<Bytes>, Option<Relay>) {
+        self.offset += chunk.len() as u64;
+        self.mirror.stats.relayed(&self.peer.id, chunk.len() as u64);
+        if !self.contributors.contains(&self.peer) {
+            self.contributors.push(self.peer.clone());
+        }
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(&chunk);
+        }
+        if self.offset == self.part.range.end
+            && let Some(hasher) = self.hasher.take()
+        {
+            let actual = hasher.finish();
+            if actual != self.digest {
+                return (Err(self.corrupt(actual)), None);
+            }
+        }
+        (Ok(chunk), Some(self))
+    }
+
+    /// Marks every peer that sent bytes bad; the error that ends the body.
+    fn corrupt(&self, actual: Digest) -> io::Error {
+        self.mirror.stats.verify_failed();
+        for peer in &self.contributors {
+            self.mirror.peers.mark_bad(peer);
+        }
+        let peers: Vec<&str> = self.contributors.iter().map(|p| p.id.as_str()).collect();
+        tracing::warn!(digest = %self.digest, %actual, ?peers, "peers sent a corrupt blob; aborting the response");
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("blob from peers hashes to {actual}, not {}", self.digest),
+        )
+    }
+
+    /// Continues from `offset` on the next spare provider that answers.
+    async fn resume(&mut self) -> io::Result<()> {
+        self.spare.retain(|peer| !self.mirror.peers.is_bad(peer));
+        let range = ByteRange::FromTo(self.offset, self.part.range.end - 1);
+        let key = Key::Digest(self.digest.clone());
+        let (fetch, target, digest) = (&self.mirror.fetch, &self.target, &self.digest);
+        let won = race(&self.mirror, &key, &self.spare, |peer| async move {
+            match fetch
+                .blob(Method::GET, &peer, target, digest, Some(range))
+                .await?
+            {
+                Opened::Body { response, part } => Ok((response, part)),
+                // The size moved: not the blob this body began with.
+                Opened::Unsatisfiable { .. } => Err(AttemptError::Header {
+                    what: "416 for a range inside the blob",
+                }),
+            }
+        })
+        .await;
+        let won = match won {
+            Ok(won) if won.value.1.size == self.part.size => won,
+            Ok(won) => {
+                self.mirror.peers.failed(&won.peer);
+                return Err(self.gave_up());
+            }
+            Err(_) => return Err(self.gave_up()),
+        };
+        self.mirror.stats.resumed();
+        self.spare.retain(|peer| *peer != won.peer && !won.failed.contains(peer));
+        self.peer = won.peer;
+        self.body = Box::pin(won.value.0.bytes_stream());
+        Ok(())
+    }
+
+    fn gave_up(&self) -> io::Error {
+        self.mirror
+            .report
+            .gave_up(&Key::Digest(self.digest.clone()), "no peer could resume the blob");
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "blob {} broke off at byte {} and no peer could resume it",
+                self.digest, self.offset
+            ),
+        )
+    }
+}

@@ -1,0 +1,101 @@
+//! Counters of the mirror path, for metrics: cheap to bump on the data
+//! path, read whenever a scrape asks.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::lock;
+
+/// Peers whose relayed bytes are counted one by one; bytes from any
+/// further peer are counted together (see
+/// [`MirrorStats::bytes_relayed_unattributed`]), so the map stays bounded.
+const MAX_PEERS_COUNTED: usize = 256;
+
+/// What the mirror has done since the node started.
+#[derive(Debug, Default)]
+pub struct MirrorStats {
+    lookups: AtomicU64,
+    lookup_failures: AtomicU64,
+    verify_failures: AtomicU64,
+    resumes: AtomicU64,
+    hedges: AtomicU64,
+    relayed: Mutex<HashMap<String, u64>>,
+    relayed_unattributed: AtomicU64,
+}
+
+impl MirrorStats {
+    /// Lookups sent to the router (cache hits and shared lookups not
+    /// counted).
+    pub fn lookups(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
+    }
+
+    /// Lookups that named no provider: the router failed, timed out, or
+    /// knew none.
+    pub fn lookup_failures(&self) -> u64 {
+        self.lookup_failures.load(Ordering::Relaxed)
+    }
+
+    /// Responses from peers whose bytes did not match their digest.
+    pub fn verify_failures(&self) -> u64 {
+        self.verify_failures.load(Ordering::Relaxed)
+    }
+
+    /// Blob transfers continued on another peer after a break.
+    pub fn resumes(&self) -> u64 {
+        self.resumes.load(Ordering::Relaxed)
+    }
+
+    /// Extra requests raced against a peer slow to answer.
+    pub fn hedges(&self) -> u64 {
+        self.hedges.load(Ordering::Relaxed)
+    }
+
+    /// Bytes received from each peer (by id) and passed on to clients.
+    pub fn bytes_relayed(&self) -> HashMap<String, u64> {
+        lock(&self.relayed).clone()
+    }
+
+    /// Bytes received from the peer with this id and passed on.
+    pub fn bytes_relayed_from(&self, peer_id: &str) -> u64 {
+        lock(&self.relayed).get(peer_id).copied().unwrap_or(0)
+    }
+
+    /// Bytes from peers beyond the first [`MAX_PEERS_COUNTED`] seen.
+    pub fn bytes_relayed_unattributed(&self) -> u64 {
+        self.relayed_unattributed.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn lookup(&self) {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn lookup_failed(&self) {
+        self.lookup_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn verify_failed(&self) {
+        self.verify_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn resumed(&self) {
+        self.resumes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn hedged(&self) {
+        self.hedges.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn relayed(&self, peer_id: &str, bytes: u64) {
+        let mut relayed = lock(&self.relayed);
+        if let Some(total) = relayed.get_mut(peer_id) {
+            *total += bytes;
+        } else if relayed.len() < MAX_PEERS_COUNTED {
+            relayed.insert(peer_id.to_owned(), bytes);
+        } else {
+            self.relayed_unattributed
+                .fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `GET` and `HEAD /v2/<name>/blobs/<digest>`, whole or one byte range.
+//!
+//! The body streams from the store as the client reads it; a client that
+//! goes away drops the store's stream with the response. A manifest's
+//! digest is not a blob here (`BLOB_UNKNOWN`): manifests are served from
+//! `/manifests/` with their media type. `HEAD` answers the headers `GET`
+//! would, `Range` included, without opening the content.
+//!
+//! A digest the store does not hold is asked of the mirror, when the
+//! request may use one, with the client's range passed on.
+
+use std::ops::Range;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::header::{ACCEPT_RANGES, CONTENT_RANGE, RANGE};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use kagami_core::store::{self, BlobStream, ContentKind, Store};
+use kagami_core::{Digest, Registry, Repository};
+
+use super::{bounded, content};
+use crate::error::Error;
+use crate::mirror::Mirror;
+use crate::range::{self, ByteRange};
+
+/// A blob to answer with, from the store or from a peer.
+pub(crate) struct Blob {
+    /// The whole blob's size.
+    pub(crate) size: u64,
+    /// The bytes served, when the client asked for a range.
+    pub(crate) range: Option<Range<u64>>,
+    /// The body, for `GET`.
+    pub(crate) body: Option<BlobStream>,
+}
+
+/// Answers a blob request; `head` leaves the body out.
+pub(super) async fn get(
+    store: &dyn Store,
+    mirror: Option<&Mirror>,
+    (registry, repository): (&Registry, &Repository),
+    digest: Digest,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response, Error> {
+    let requested = headers
+        .get(RANGE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(ByteRange::parse);
+    let mut found = held(store, &digest, requested, head).await?;
+    if found.is_none()
+        && let Some(mirror) = mirror
+    {
+        found = mirror
+            .blob(registry, repository, &digest, requested, head)
+            .await?;
+    }
+    let Some(blob) = found else {
+        return Err(Error::BlobUnknown { digest });
+    };
+    render(&digest, blob)
+}
+
+/// The blob from the store; `None` when it is not held.
+async fn held(
+    store: &dyn Store,
+    digest: &Digest,
+    requested: Option<ByteRange>,
+    head: bool,
+) -> Result<Option<Blob>, Error> {
+    let info = match bounded("stat", store.stat(digest)).await {
+        Ok(info) => info,
+        Err(store::Error::ContentNotFound { .. }) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    if let ContentKind::Manifest(_) = info.kind {
+        return Err(Error::BlobUnknown {
+            digest: digest.clone(),
+        });
+    }
+    let size = info.size;
+    let range = match requested {
+        None => None,
+        Some(requested) => Some(requested.resolve(size).map_err(|range::Unsatisfiable| {
+            Error::RangeNotSatisfiable {
+                digest: digest.clone(),
+                size,
+            }
+        })?),
+    };
+    let body = if head {
+        None
+    } else {
+        Some(bounded("read", store.read(digest, range.clone())).await?)
+    };
+    Ok(Some(Blob { size, range, body }))
+}
+
+/// The response for `blob`: 200, or 206 with `Content-Range`.
+fn render(digest: &Digest, blob: Blob) -> Result<Response, Error> {
+    let (status, length) = match &blob.range {
+        Some(range) => (StatusCode::PARTIAL_CONTENT, range.end - range.start),
+        None => (StatusCode::OK, blob.size),
+    };
+    let body = blob.body.map_or_else(Body::empty, Body::from_stream);
+    let mut response = content(status, "application/octet-stream", length, digest, body)?;
+    let headers = response.headers_mut();
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(range) = &blob.range {
+        headers.insert(CONTENT_RANGE, content_range(range, blob.size)?);
+    }
+    Ok(response)
+}
+
+fn content_range(range: &Range<u64>, size: u64) -> Result<HeaderValue, Error> {
+    HeaderValue::try_from(range::content_range(range, size)).map_err(|source| Error::Render {
+        what: "Content-Range",
+        source: source.into(),
+    })
+}

@@ -1,0 +1,138 @@
+//! Importing `docker save` and OCI archives (plain, gzip or zstd) into the
+//! layout, all or nothing: one streaming pass stages and hashes every file,
+//! the images are checked whole, and only then do blobs and names appear.
+
+mod commit;
+mod docker;
+mod oci;
+mod sniff;
+mod stage;
+mod verify;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use kagami_core::store::Image;
+use kagami_core::{MediaType, Reference};
+
+use crate::index_file::Descriptor;
+use crate::lock::with_write_lock;
+use crate::paths::Paths;
+use crate::walk::{LayoutSource, Walker};
+use crate::{Error, Options};
+
+#[cfg(feature = "testing")]
+pub(crate) use docker::layer_type;
+
+/// An image an archive names, with the `index.json` entry it will get.
+#[derive(Debug, Clone)]
+pub(crate) struct Named {
+    pub reference: Reference,
+    pub descriptor: Descriptor,
+}
+
+/// Imports an archive; blocking, holding the writers' lock throughout.
+pub(crate) fn import(
+    paths: &Paths,
+    options: &Options,
+    archive: &Path,
+) -> Result<Vec<Image>, Error> {
+    with_write_lock(paths, options.lock_timeout, || {
+        sweep_tmp(paths);
+        let limit = options.max_json_size;
+        let tar = sniff::open(archive)?;
+        let mut staged = stage::Staged::create(paths, archive)?;
+        staged.ingest(tar, limit)?;
+
+        let named = if let Some(index) = staged.metadata("index.json") {
+            oci::named_images(archive, index)?
+        } else if let Some(manifest) = staged.metadata("manifest.json") {
+            let manifest = manifest.to_vec();
+            docker::named_images(archive, &mut staged, &manifest)?
+        } else {
+            return Err(Error::NoImageIndex {
+                archive: archive.to_owned(),
+            });
+        };
+        let named = last_of_each_name(named);
+        if named.is_empty() {
+            return Err(Error::NoNamedImage {
+                archive: archive.to_owned(),
+            });
+        }
+
+        let source = verify::ImportSource {
+            staged: &staged,
+            layout: LayoutSource { paths, limit },
+        };
+        let mut walker = Walker::new(&source);
+        let mut check = verify::Verify {
+            archive,
+            paths,
+            staged: &staged,
+            reached: BTreeSet::new(),
+        };
+        let mut images = Vec::with_capacity(named.len());
+        let mut named = named;
+        for n in &mut named {
+            let media_type =
+                walker
+                    .walk(&n.descriptor, &mut check)?
+                    .ok_or_else(|| Error::MissingBlob {
+                        archive: archive.to_owned(),
+                        digest: n.descriptor.digest.clone(),
+                    })?;
+            n.descriptor.media_type = Some(media_type.as_str().to_owned());
+            images.push(image(n, media_type));
+        }
+        let reached = check.reached;
+        commit::commit(paths, limit, &staged, &reached, &named)?;
+        tracing::info!(archive = %archive.display(), images = images.len(), blobs = reached.len(), "imported");
+        Ok(images)
+    })
+}
+
+fn image(named: &Named, media_type: MediaType) -> Image {
+    Image {
+        reference: named.reference.clone(),
+        digest: named.descriptor.digest.clone(),
+        media_type,
+        size: named.descriptor.size,
+    }
+}
+
+/// One archive naming an image twice: the later entry wins, as it would
+/// had the two been imported one after the other.
+fn last_of_each_name(named: Vec<Named>) -> Vec<Named> {
+    let mut out: Vec<Named> = Vec::with_capacity(named.len());
+    for n in named {
+        out.retain(|o| o.reference != n.reference);
+        out.push(n);
+    }
+    out
+}
+
+/// Removes what crashed imports left in `.tmp`. Only called under the
+/// writers' lock, so no live import owns anything there.
+fn sweep_tmp(paths: &Paths) {
+    let Ok(entries) = fs::read_dir(paths.tmp()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed leftovers of an interrupted import")
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot remove leftovers of an interrupted import")
+            }
+        }
+    }
+}

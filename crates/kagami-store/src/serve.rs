@@ -1,0 +1,145 @@
+//! The [`Store`] trait over a [`Layout`]: every answer comes from the
+//! in-memory catalogue; only content bytes are read from files.
+
+use std::io::SeekFrom;
+use std::ops::Range;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use kagami_core::store::{
+    self, BlobStream, ContentInfo, ContentKind, Event, EventStream, Image, Store,
+};
+use kagami_core::{Digest, MediaType, Reference};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_util::io::ReaderStream;
+
+use crate::{Error, Layout};
+
+/// Bytes per chunk of a read stream.
+const CHUNK: usize = 64 * 1024;
+
+impl Layout {
+    fn content(&self, digest: &Digest) -> Result<ContentInfo, Error> {
+        self.inner
+            .catalogue()
+            .content
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| Error::ContentNotFound {
+                digest: digest.clone(),
+            })
+    }
+
+    async fn open_content(&self, digest: &Digest) -> Result<tokio::fs::File, Error> {
+        let path = self.inner.paths.blob(digest);
+        tokio::fs::File::open(&path).await.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                Error::ContentNotFound {
+                    digest: digest.clone(),
+                }
+            } else {
+                Error::ReadContent {
+                    digest: digest.clone(),
+                    path,
+                    source,
+                }
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Layout {
+    async fn list_images(&self) -> Result<Vec<Image>, store::Error> {
+        Ok(self.inner.catalogue().images.values().cloned().collect())
+    }
+
+    async fn list_content(&self) -> Result<Vec<ContentInfo>, store::Error> {
+        Ok(self.inner.catalogue().content.values().cloned().collect())
+    }
+
+    async fn resolve(&self, reference: &Reference) -> Result<Image, store::Error> {
+        self.inner
+            .catalogue()
+            .resolve(reference)
+            .cloned()
+            .ok_or_else(|| store::Error::ImageNotFound {
+                reference: reference.clone(),
+            })
+    }
+
+    async fn stat(&self, digest: &Digest) -> Result<ContentInfo, store::Error> {
+        Ok(self.content(digest)?)
+    }
+
+    async fn read_manifest(&self, digest: &Digest) -> Result<(MediaType, Bytes), store::Error> {
+        let info = self.content(digest)?;
+        let ContentKind::Manifest(media_type) = info.kind else {
+            return Err(Error::NotAManifest {
+                digest: digest.clone(),
+            }
+            .into());
+        };
+        let mut file = self.open_content(digest).await?;
+        // The catalogue only holds manifests it read under the size limit.
+        let mut bytes = Vec::with_capacity(info.size as usize);
+        file.read_to_end(&mut bytes)
+            .await
+            .map_err(|source| Error::ReadContent {
+                digest: digest.clone(),
+                path: self.inner.paths.blob(digest),
+                source,
+            })?;
+        Ok((media_type, Bytes::from(bytes)))
+    }
+
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobStream, store::Error> {
+        let info = self.content(digest)?;
+        let Range { start, end } = range.unwrap_or(0..info.size);
+        if start > end || end > info.size {
+            return Err(Error::RangeOutOfBounds {
+                digest: digest.clone(),
+                start,
+                end,
+                size: info.size,
+            }
+            .into());
+        }
+        let mut file = self.open_content(digest).await?;
+        let read_err = |source| Error::ReadContent {
+            digest: digest.clone(),
+            path: self.inner.paths.blob(digest),
+            source,
+        };
+        // Blob files are replaced only by rename, never rewritten, so a
+        // file long enough now stays long enough while it is read.
+        let len = file.metadata().await.map_err(read_err)?.len();
+        if len < end {
+            return Err(read_err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file holds {len} bytes, the catalogue says {}",
+                    info.size
+                ),
+            ))
+            .into());
+        }
+        if start > 0 {
+            file.seek(SeekFrom::Start(start)).await.map_err(read_err)?;
+        }
+        Ok(Box::pin(ReaderStream::with_capacity(
+            file.take(end - start),
+            CHUNK,
+        )))
+    }
+
+    fn events(&self) -> EventStream {
+        let receiver = self.inner.events.subscribe();
+        Box::pin(BroadcastStream::new(receiver).map(|event| event.unwrap_or(Event::Resync)))
+    }
+}

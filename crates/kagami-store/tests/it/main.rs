@@ -1,0 +1,13 @@
+//! Integration tests of the image-layout store: the conformance kit, every
+//! archive format, bad and hostile input, watching another writer, large
+//! layers, and archives written by skopeo.
+
+mod bad_input;
+mod conformance;
+mod corrupt;
+mod formats;
+mod large;
+mod open;
+mod skopeo;
+mod support;
+mod watch;

@@ -1,0 +1,147 @@
+//! Command-line flags and the dispatch of subcommands.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use kagami::{DEFAULT_DATA_DIR, DEFAULT_REGISTRY_PORT, Node};
+use kagami_core::Registry;
+
+use crate::image;
+
+/// kagami: a peer-to-peer OCI registry mirror for Kubernetes nodes.
+#[derive(Debug, Parser)]
+#[command(name = "kagami", version, about)]
+pub struct Cli {
+    /// Log level or filter (`info`, `debug`, `kagami_registry=debug`); `RUST_LOG` overrides it.
+    #[arg(long, global = true, env = "KAGAMI_LOG_LEVEL")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node: serve the images this node holds over the OCI distribution API.
+    Server(ServerArgs),
+    /// Manage the images of the built-in store.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+/// Where the node keeps its state.
+#[derive(Debug, Args)]
+pub struct DataDir {
+    /// The node's data directory; the built-in store lives in its `layout/`.
+    #[arg(long = "data-dir", env = "KAGAMI_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ServerArgs {
+    #[command(flatten)]
+    data_dir: DataDir,
+
+    /// Port of the registry API (plain HTTP until cluster trust lands).
+    #[arg(long, env = "KAGAMI_HTTPS_LISTEN_PORT", default_value_t = DEFAULT_REGISTRY_PORT)]
+    https_listen_port: u16,
+
+    /// Address the registry API binds to.
+    #[arg(long, env = "KAGAMI_BIND_ADDRESS", default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+
+    /// Registry a request without containerd's `?ns=` parameter is for.
+    #[arg(long, env = "KAGAMI_DEFAULT_REGISTRY", default_value = "docker.io")]
+    default_registry: Registry,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Import `docker save` or OCI archives (plain, gzip or zstd) into the built-in store.
+    Import {
+        #[command(flatten)]
+        data_dir: DataDir,
+        /// Archives to import.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the images of the built-in store.
+    #[command(alias = "list")]
+    Ls {
+        #[command(flatten)]
+        data_dir: DataDir,
+        /// Print only the references.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Remove images, and the content no other image uses, from the built-in store.
+    #[command(alias = "remove")]
+    Rm {
+        #[command(flatten)]
+        data_dir: DataDir,
+        /// References of the images (`nginx:1` means `docker.io/library/nginx:1`).
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
+}
+
+/// Runs the chosen subcommand.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server(args) => server(args).await,
+        Command::Image(ImageCommand::Import { data_dir, files }) => {
+            image::import(&data_dir.path, &files).await
+        }
+        Command::Image(ImageCommand::Ls { data_dir, quiet }) => {
+            image::list(&data_dir.path, quiet).await
+        }
+        Command::Image(ImageCommand::Rm {
+            data_dir,
+            references,
+        }) => image::remove(&data_dir.path, &references).await,
+    }
+}
+
+async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %args.data_dir.path.display(), "kagami starting");
+    let node = Node::builder()
+        .data_dir(&args.data_dir.path)
+        .listen(SocketAddr::new(args.bind_address, args.https_listen_port))
+        .registry(kagami_registry::Config {
+            default_registry: args.default_registry,
+        })
+        .start()
+        .await
+        .context("cannot start the node")?;
+    node.run_until(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops kagami");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => tracing::info!("SIGINT received"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,30 @@
+//! The `kagami` command: run a node, and manage the images of its built-in
+//! store. Errors end here, as `anyhow` reports with their causes.
+
+mod cli;
+mod image;
+mod logging;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(cli.log_level.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kagami: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kagami: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! A running node: the store, the registry API on its socket, and their
+//! orderly shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kagami_core::store::Store;
+use kagami_registry::Readiness;
+use kagami_store::Layout;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::{DEFAULT_DATA_DIR, DEFAULT_REGISTRY_PORT, layout_dir};
+
+/// How long requests in flight may run on after shutdown is asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why a node could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The built-in store could not be opened.
+    #[error("cannot open the image store in {path}")]
+    OpenStore {
+        /// The store's directory.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: Box<kagami_store::Error>,
+    },
+    /// The registry port could not be bound.
+    #[error("cannot listen on {addr} for the registry API")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The registry server failed while running.
+    #[error("registry server failed")]
+    Serve(#[source] std::io::Error),
+    /// The registry server task panicked or was cancelled.
+    #[error("registry server task ended abnormally")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+/// Settings for a node; see [`Node::builder`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    registry: kagami_registry::Config,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_REGISTRY_PORT)),
+            registry: kagami_registry::Config::default(),
+        }
+    }
+}
+
+impl Builder {
+    /// The node's data directory (default `/var/lib/kagami`).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Builder {
+        self.data_dir = dir.into();
+        self
+    }
+
+    /// Where the registry API listens (default `0.0.0.0:6443`; port 0 picks
+    /// a free port, see [`Node::registry_addr`]).
+    pub fn listen(mut self, addr: SocketAddr) -> Builder {
+        self.listen = addr;
+        self
+    }
+
+    /// Settings of the registry API.
+    pub fn registry(mut self, config: kagami_registry::Config) -> Builder {
+        self.registry = config;
+        self
+    }
+
+    /// Opens the store, binds the registry port and starts serving.
+    pub async fn start(self) -> Result<Node, Error> {
+        let store_dir = layout_dir(&self.data_dir);
+        let layout = Layout::open(&store_dir)
+            .await
+            .map_err(|source| Error::OpenStore {
+                path: store_dir.clone(),
+                source: Box::new(source),
+            })?;
+        let listener = TcpListener::bind(self.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: self.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: self.listen,
+            source,
+        })?;
+        let store: Arc<dyn Store> = Arc::new(layout);
+        let readiness = Readiness::new();
+        let app = kagami_registry::app(store, self.registry.clone(), readiness.clone());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let shutdown = async move {
+            // A dropped sender means the Node went away: stop as well.
+            let _ = stop_rx.await;
+        };
+        let server = tokio::spawn(kagami_registry::serve(
+            listener,
+            app,
+            shutdown,
+            SHUTDOWN_GRACE,
+        ));
+        readiness.set_ready(true);
+        tracing::info!(
+            %addr,
+            store = %store_dir.display(),
+            default_registry = %self.registry.default_registry,
+            "node serving the built-in store over plain HTTP"
+        );
+        Ok(Node {
+            addr,
+            stop: Some(stop_tx),
+            server,
+        })
+    }
+}
+
+/// A running node. Dropping it stops the registry as [`Node::shutdown`]
+/// does, without waiting.
+#[derive(Debug)]
+pub struct Node {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    /// A builder with the defaults of the `kagami server` command.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The address the registry API listens on.
+    pub fn registry_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting requests, lets those in flight finish (for a few
+    /// seconds at most) and returns when the server has stopped.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        finished((&mut self.server).await)
+    }
+
+    /// Serves until `signal` resolves, then shuts down as
+    /// [`Node::shutdown`] does. Returns early if the server fails.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<(), Error> {
+        tokio::select! {
+            result = &mut self.server => return finished(result),
+            () = signal => {}
+        }
+        tracing::info!("shutting down");
+        self.shutdown().await
+    }
+}
+
+fn finished(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), Error> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Serve(e)),
+        Err(e) => Err(Error::Join(e)),
+    }
+}

@@ -1,0 +1,168 @@
+//! Runs the `kagami` binary: one-shot commands, and a server child process
+//! that is killed when the test lets go of it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn kagami() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kagami"));
+    command.env_remove("RUST_LOG").env("NO_COLOR", "1");
+    command
+}
+
+/// Runs `kagami ARGS… --data-dir DIR` to completion.
+pub fn run(data_dir: &Path, args: &[&str]) -> Output {
+    kagami()
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("kagami runs")
+}
+
+/// Like [`run`], and fails the test unless the command succeeded.
+pub fn run_ok(data_dir: &Path, args: &[&str]) -> String {
+    let output = run(data_dir, args);
+    assert!(
+        output.status.success(),
+        "kagami {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// A `kagami server` child on an ephemeral loopback port.
+pub struct Server {
+    child: Child,
+    /// The registry API's address.
+    pub addr: SocketAddr,
+    /// Everything the server wrote to stderr so far.
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts a server with extra flags and waits until it listens.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = kagami()
+            .args([
+                "server",
+                "--https-listen-port",
+                "0",
+                "--bind-address",
+                "127.0.0.1",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kagami server starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening")
+                    && let Some(addr) = line
+                        .split_whitespace()
+                        .find_map(|word| word.strip_prefix("addr="))
+                        .and_then(|a| a.parse::<SocketAddr>().ok())
+                {
+                    let _ = addr_tx.send(addr);
+                }
+                let mut log = sink.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start: {}", log.lock().expect("log lock"));
+            }
+        };
+        Server { child, addr, log }
+    }
+
+    /// `http://ADDR`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `ADDR`, as skopeo's `docker://ADDR/…` wants it.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The server's stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait on child") {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not stop within {within:?} after SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sha256 digest of a file, as `sha256:<hex>`.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path).expect("open file");
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).expect("read file");
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let hash = hasher.finalize();
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Whether a program is on PATH; the test script installs the ones we use.
+pub fn require(program: &str) {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "{program} is not installed: run scripts/install-deps (scripts/test does)"
+    );
+}
