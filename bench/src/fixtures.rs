@@ -74,7 +74,10 @@ pub fn write(out: &Path, sizes: &Sizes) -> anyhow::Result<()> {
         // archive's blobs too, or kagami would be asked for content it lacks.
         let in_archive = archived.iter().find(|i| i.reference == built.reference);
         if in_archive.map(|i| &i.digest) != Some(&built.digest) {
-            bail!("{name}: the layout's image {} is not in the archive", built.digest);
+            bail!(
+                "{name}: the layout's image {} is not in the archive",
+                built.digest
+            );
         }
         let layers = layers(&layout, built)?;
         let list = out.join(format!("{name}.digests"));
@@ -133,4 +136,40 @@ fn digest_list(blobs: &BTreeMap<Digest, u64>) -> String {
         let _ = writeln!(text, "{digest} {size}");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest as _, Sha256};
+
+    use super::*;
+    use crate::load::read_digest_list;
+
+    #[test]
+    fn digest_lists_name_the_layers_the_layouts_hold() {
+        let out = tempfile::tempdir().unwrap();
+        let sizes = Sizes {
+            big_layer: 5000,
+            small_count: 3,
+            small_layer: 100,
+        };
+
+        write(out.path(), &sizes).unwrap();
+
+        assert!(out.path().join("images.tar").is_file());
+        for (name, count) in [("big", 1), ("small", 3)] {
+            let layers = read_digest_list(&out.path().join(format!("{name}.digests"))).unwrap();
+            assert_eq!(layers.len(), count, "{name}");
+            for layer in layers {
+                let path = out
+                    .path()
+                    .join(format!("layout-{name}/blobs/sha256"))
+                    .join(layer.digest.hex());
+                let bytes = std::fs::read(&path).unwrap();
+                assert_eq!(bytes.len() as u64, layer.size);
+                let actual = Digest::from_hash(layer.digest.algorithm(), &Sha256::digest(&bytes));
+                assert_eq!(actual, layer.digest);
+            }
+        }
+    }
 }

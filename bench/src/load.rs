@@ -9,9 +9,22 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
+use http::header::HOST;
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
 use kagami_core::{Algorithm, Digest};
 use sha2::Digest as _;
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
+use tokio::time::timeout;
+
+/// Budget for opening a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Budget for each wait on the server: the response head, each body chunk.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Errors printed to stderr in full, over all workers; the rest are only
 /// counted.
@@ -51,7 +64,13 @@ pub struct Summary {
 impl fmt::Display for Summary {
     /// One `key=value` line; MB is 10^6 bytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let per_second = |n: f64| if self.seconds > 0.0 { n / self.seconds } else { 0.0 };
+        let per_second = |n: f64| {
+            if self.seconds > 0.0 {
+                n / self.seconds
+            } else {
+                0.0
+            }
+        };
         write!(
             f,
             "bytes={} seconds={:.3} mb_per_s={:.1} req_per_s={:.1} requests={} errors={}",
@@ -95,18 +114,28 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Summary> {
     if plan.concurrency == 0 || plan.rounds == 0 {
         bail!("concurrency and rounds must be at least 1");
     }
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(plan.concurrency)
-        .build()
-        .context("cannot build the HTTP client")?;
-    let base = format!("{}/v2/{}/blobs", plan.url.trim_end_matches('/'), plan.repo);
+    let base: Uri = plan
+        .url
+        .parse()
+        .with_context(|| format!("{:?} is not a URL", plan.url))?;
+    if base.scheme_str() != Some("http") {
+        bail!("only http:// URLs are supported, not {:?}", plan.url);
+    }
+    let authority = base
+        .authority()
+        .with_context(|| format!("{:?} names no host", plan.url))?
+        .to_string();
+    let prefix = format!(
+        "{}/v2/{}/blobs",
+        base.path().trim_end_matches('/'),
+        plan.repo
+    );
     let queue = Arc::new(Queue {
-        urls: plan
+        authority,
+        jobs: plan
             .blobs
             .iter()
-            .map(|blob| (format!("{base}/{}", blob.digest), blob.clone()))
+            .map(|blob| (format!("{prefix}/{}", blob.digest), blob.clone()))
             .collect(),
         total: plan.blobs.len() * plan.rounds,
         next: AtomicUsize::new(0),
@@ -116,7 +145,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let mut workers = JoinSet::new();
     for _ in 0..plan.concurrency {
-        workers.spawn(worker(client.clone(), Arc::clone(&queue), plan.verify));
+        workers.spawn(worker(Arc::clone(&queue), plan.verify));
     }
     let mut summary = Summary::default();
     while let Some(done) = workers.join_next().await {
@@ -129,9 +158,12 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-/// The shared queue: job `i` is blob `i % urls.len()`.
+/// The shared queue: job `i` is blob `i % jobs.len()`.
 struct Queue {
-    urls: Vec<(String, Blob)>,
+    /// `host:port` to connect to and to send as `Host`.
+    authority: String,
+    /// Request path and the blob it must return.
+    jobs: Vec<(String, Blob)>,
     total: usize,
     next: AtomicUsize,
     shown_errors: AtomicU64,
@@ -140,7 +172,7 @@ struct Queue {
 impl Queue {
     fn take(&self) -> Option<&(String, Blob)> {
         let job = self.next.fetch_add(1, Ordering::Relaxed);
-        (job < self.total).then(|| &self.urls[job % self.urls.len()])
+        (job < self.total).then(|| &self.jobs[job % self.jobs.len()])
     }
 
     /// Whether an error is among the first few, which are worth printing.
@@ -149,16 +181,25 @@ impl Queue {
     }
 }
 
-async fn worker(client: reqwest::Client, queue: Arc<Queue>, verify: bool) -> Summary {
+/// One client: a single keep-alive connection, reopened only after an
+/// error. Owning it (rather than sharing a pool) makes N workers exactly N
+/// connections; a pooled client opens a fresh connection whenever the next
+/// request races the return of the previous one to the pool.
+async fn worker(queue: Arc<Queue>, verify: bool) -> Summary {
     let mut summary = Summary::default();
-    while let Some((url, blob)) = queue.take() {
+    let mut connection: Option<SendRequest<Empty<Bytes>>> = None;
+    while let Some((path, blob)) = queue.take() {
         summary.requests += 1;
-        match fetch(&client, url, blob, verify).await {
+        match fetch(&mut connection, &queue.authority, path, blob, verify).await {
             Ok(bytes) => summary.bytes += bytes,
             Err(error) => {
+                connection = None;
                 summary.errors += 1;
                 if queue.show_error() {
-                    eprintln!("kagami-bench: GET {url}: {error:#}");
+                    eprintln!(
+                        "kagami-bench: GET http://{}{path}: {error:#}",
+                        queue.authority
+                    );
                 }
             }
         }
@@ -166,24 +207,55 @@ async fn worker(client: reqwest::Client, queue: Arc<Queue>, verify: bool) -> Sum
     summary
 }
 
+async fn connect(authority: &str) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
+    let stream = timeout(CONNECT_TIMEOUT, TcpStream::connect(authority))
+        .await
+        .context("connect timed out")?
+        .context("cannot connect")?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    // Ends by itself when the sender is dropped or the server closes.
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
 /// Downloads one blob, streaming; returns its size once the body is whole
 /// (and, with `verify`, matches its digest).
 async fn fetch(
-    client: &reqwest::Client,
-    url: &str,
+    connection: &mut Option<SendRequest<Empty<Bytes>>>,
+    authority: &str,
+    path: &str,
     blob: &Blob,
     verify: bool,
 ) -> anyhow::Result<u64> {
-    let mut response = client.get(url).send().await?;
-    if response.status() != reqwest::StatusCode::OK {
+    let sender = match connection {
+        Some(sender) if !sender.is_closed() => sender,
+        _ => connection.insert(connect(authority).await?),
+    };
+    timeout(READ_TIMEOUT, sender.ready())
+        .await
+        .context("the connection did not become ready")??;
+    let request = Request::get(path)
+        .header(HOST, authority)
+        .body(Empty::new())?;
+    let response = timeout(READ_TIMEOUT, sender.send_request(request))
+        .await
+        .context("no response")??;
+    if response.status() != StatusCode::OK {
         bail!("status {}", response.status());
     }
+    let mut body = response.into_body();
     let mut hasher = verify.then(|| Hasher::new(blob.digest.algorithm()));
     let mut received = 0u64;
-    while let Some(chunk) = response.chunk().await? {
-        received += chunk.len() as u64;
-        if let Some(hasher) = hasher.as_mut() {
-            hasher.update(&chunk);
+    while let Some(frame) = timeout(READ_TIMEOUT, body.frame())
+        .await
+        .context("the body stalled")?
+    {
+        if let Ok(chunk) = frame?.into_data() {
+            received += chunk.len() as u64;
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&chunk);
+            }
         }
     }
     if received != blob.size {

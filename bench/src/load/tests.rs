@@ -4,20 +4,24 @@ use std::sync::Mutex;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use sha2::Sha256;
 
 use super::*;
 
-/// Serves `GET /v2/bench/x/blobs/{digest}` from a map, counting requests.
+/// Serves `GET /v2/bench/x/blobs/{digest}` from a map, counting requests
+/// and connections.
 struct Blobs {
     bodies: HashMap<String, Vec<u8>>,
     hits: Mutex<usize>,
+    connections: Mutex<usize>,
 }
 
 async fn serve(bodies: HashMap<String, Vec<u8>>) -> (String, Arc<Blobs>) {
     let state = Arc::new(Blobs {
         bodies,
         hits: Mutex::new(0),
+        connections: Mutex::new(0),
     });
     let app = axum::Router::new()
         .route(
@@ -35,6 +39,8 @@ async fn serve(bodies: HashMap<String, Vec<u8>>) -> (String, Arc<Blobs>) {
         .with_state(Arc::clone(&state));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let counter = Arc::clone(&state);
+    let listener = listener.tap_io(move |_| *counter.connections.lock().unwrap() += 1);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, state)
 }
@@ -73,6 +79,11 @@ async fn downloads_every_blob_once_per_round() {
     assert_eq!(summary.errors, 0);
     assert_eq!(summary.requests, 20);
     assert_eq!(*server.hits.lock().unwrap(), 20);
+    assert_eq!(
+        *server.connections.lock().unwrap(),
+        3,
+        "each worker keeps one connection alive"
+    );
     let one_round: u64 = bodies.iter().map(|b| b.len() as u64).sum();
     assert_eq!(summary.bytes, 4 * one_round);
     assert!(summary.seconds > 0.0);
@@ -115,8 +126,30 @@ async fn without_verify_a_corrupt_body_of_the_right_size_passes() {
 }
 
 #[tokio::test]
-async fn refuses_zero_concurrency() {
-    assert!(run(&plan("http://127.0.0.1:1", vec![blob(b"x")], 0, 1)).await.is_err());
+async fn refuses_zero_concurrency_and_other_schemes() {
+    assert!(
+        run(&plan("http://127.0.0.1:1", vec![blob(b"x")], 0, 1))
+            .await
+            .is_err()
+    );
+    assert!(
+        run(&plan("https://127.0.0.1:1", vec![blob(b"x")], 1, 1))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_an_error_not_a_hang() {
+    // Bind then drop, so the port is (almost surely) closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let summary = run(&plan(&url, vec![blob(b"x")], 2, 2)).await.unwrap();
+    assert_eq!((summary.requests, summary.errors), (2, 2));
 }
 
 #[test]

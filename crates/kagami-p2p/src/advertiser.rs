@@ -111,7 +111,11 @@ impl Task {
         let mut retry = RETRY_MIN;
         loop {
             let in_sync = self.sync().await;
-            retry = if in_sync { RETRY_MIN } else { (retry * 2).min(RETRY_MAX) };
+            retry = if in_sync {
+                RETRY_MIN
+            } else {
+                (retry * 2).min(RETRY_MAX)
+            };
             let event = if in_sync {
                 events.next().await
             } else {

@@ -89,7 +89,9 @@ fn is_dns_name(host: &str) -> bool {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -130,7 +132,9 @@ pub(crate) async fn resolve(addr: Multiaddr) -> Vec<Multiaddr> {
         }
         let resolved = rest
             .iter()
-            .fold(Multiaddr::empty().with(ip_protocol(ip)), |a, p| a.with(p.clone()));
+            .fold(Multiaddr::empty().with(ip_protocol(ip)), |a, p| {
+                a.with(p.clone())
+            });
         if !out.contains(&resolved) {
             out.push(resolved);
         }
@@ -264,7 +268,9 @@ mod tests {
 
     #[tokio::test]
     async fn dns_names_resolve_to_ip_addresses_keeping_the_peer_id() {
-        let addr: Multiaddr = format!("/dns4/localhost/tcp/5001/p2p/{ID}").parse().unwrap();
+        let addr: Multiaddr = format!("/dns4/localhost/tcp/5001/p2p/{ID}")
+            .parse()
+            .unwrap();
         let resolved = resolve(addr).await;
         let want: Multiaddr = format!("/ip4/127.0.0.1/tcp/5001/p2p/{ID}").parse().unwrap();
         assert_eq!(resolved, vec![want]);

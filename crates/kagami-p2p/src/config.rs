@@ -32,8 +32,9 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
 /// instead of failing it, so this is what ends such an attempt.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the node checks whether it is isolated (no peer in its routing
-/// table) and, if so, dials its bootstrap peers again; doubled after each
-/// fruitless attempt up to [`DEFAULT_MAX_BOOTSTRAP_BACKOFF`].
+/// table, or no connection to any) and, if so, dials its bootstrap peers
+/// again; doubled after each fruitless attempt up to
+/// [`DEFAULT_MAX_BOOTSTRAP_BACKOFF`].
 pub const DEFAULT_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(10);
 /// The longest wait between two bootstrap attempts of an isolated node.
 pub const DEFAULT_MAX_BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(120);
@@ -180,7 +181,10 @@ impl Config {
             ("max_records", self.max_records),
             ("cache_capacity", self.cache_capacity),
             ("limits.max_pending", self.limits.max_pending as usize),
-            ("limits.max_established", self.limits.max_established as usize),
+            (
+                "limits.max_established",
+                self.limits.max_established as usize,
+            ),
             ("limits.max_per_peer", self.limits.max_per_peer as usize),
         ];
         for (field, value) in counts {

@@ -93,9 +93,9 @@ impl Router {
                     } if listener_id == listener => return Ok(address),
                     SwarmEvent::ListenerError { error, .. } => return Err(error),
                     SwarmEvent::ListenerClosed { reason, .. } => {
-                        return Err(reason.err().unwrap_or_else(|| {
-                            std::io::Error::other("listener closed")
-                        }));
+                        return Err(reason
+                            .err()
+                            .unwrap_or_else(|| std::io::Error::other("listener closed")));
                     }
                     _ => {}
                 }
@@ -202,17 +202,17 @@ impl router::Router for Router {
     /// timeout.
     async fn find_providers(&self, key: &Key, limit: usize) -> Result<Vec<Peer>, router::Error> {
         let timeout = self.lookup_timeout + LOOKUP_GRACE;
-        let key2 = key.clone();
-        self.call(timeout, |reply| Command::FindProviders {
-            key: key2,
+        let command = |reply| Command::FindProviders {
+            key: key.clone(),
             limit,
             reply,
-        })
-        .await
-        .map_err(|e| match e {
-            router::Error::Network { .. } => router::Error::Timeout { key: key.clone() },
+        };
+        match self.call(timeout, command).await {
+            // The node answers every lookup by its deadline; this is a
+            // node too busy to take the command at all.
+            Err(router::Error::Network { .. }) => Err(router::Error::Timeout { key: key.clone() }),
             other => other,
-        })
+        }
     }
 
     fn is_ready(&self) -> bool {

@@ -104,7 +104,11 @@ mod tests {
     fn tags_are_advertised_only_with_their_manifest_and_latest_only_by_policy() {
         let mut h = Holdings::new(AdvertisePolicy::default());
         h.replace(
-            vec![image("nginx:1.25", 1), image("app:latest", 2), image("gone:1", 9)],
+            vec![
+                image("nginx:1.25", 1),
+                image("app:latest", 2),
+                image("gone:1", 9),
+            ],
             [digest(1), digest(2), digest(3)].into_iter(),
         );
         let want: BTreeSet<Key> = [
@@ -126,12 +130,18 @@ mod tests {
     #[test]
     fn a_moved_tag_survives_the_removal_of_its_old_target() {
         let mut h = Holdings::new(AdvertisePolicy::default());
-        h.replace(vec![image("nginx:1", 1)], [digest(1), digest(2)].into_iter());
+        h.replace(
+            vec![image("nginx:1", 1)],
+            [digest(1), digest(2)].into_iter(),
+        );
         h.image_added(&image("nginx:1", 2));
         h.image_removed(&image("nginx:1", 1));
         assert!(h.desired().contains(&tag("nginx:1")));
         h.content_removed(&digest(2));
-        assert!(!h.desired().contains(&tag("nginx:1")), "its manifest is gone");
+        assert!(
+            !h.desired().contains(&tag("nginx:1")),
+            "its manifest is gone"
+        );
         h.content_added(digest(2));
         h.image_removed(&image("nginx:1", 2));
         assert!(!h.desired().contains(&tag("nginx:1")));

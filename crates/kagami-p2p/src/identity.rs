@@ -40,7 +40,10 @@ fn load(path: &Path) -> Result<Keypair, Error> {
     let keypair =
         Keypair::from_protobuf_encoding(&bytes).map_err(|e| invalid(path, e.to_string()))?;
     if keypair.clone().try_into_ed25519().is_err() {
-        return Err(invalid(path, format!("a {} key, not ed25519", keypair.key_type())));
+        return Err(invalid(
+            path,
+            format!("a {} key, not ed25519", keypair.key_type()),
+        ));
     }
     Ok(keypair)
 }

@@ -73,7 +73,13 @@ impl<Q: Copy + Eq + Hash, P: Copy + Eq + Hash> Lookups<Q, P> {
 
     /// Answers from the cache, or joins the lookup in flight for `key`;
     /// hands `reply` back when a new lookup must be started with [`start`].
-    pub(crate) fn request(&mut self, key: &Key, limit: usize, reply: Reply, now: Instant) -> Option<Reply> {
+    pub(crate) fn request(
+        &mut self,
+        key: &Key,
+        limit: usize,
+        reply: Reply,
+        now: Instant,
+    ) -> Option<Reply> {
         if limit == 0 {
             let _ = reply.send(Vec::new());
             return None;
@@ -179,7 +185,9 @@ impl<Q: Copy + Eq + Hash, P: Copy + Eq + Hash> Lookups<Q, P> {
 
     /// Whether a lookup is waiting for `peer`'s address.
     pub(crate) fn awaits(&self, peer: &P) -> bool {
-        self.active.values().any(|l| l.unresolved.contains_key(peer))
+        self.active
+            .values()
+            .any(|l| l.unresolved.contains_key(peer))
     }
 
     /// The DHT query ended; the lookup ends too unless addresses are still
@@ -227,7 +235,8 @@ impl<Q: Copy + Eq + Hash, P: Copy + Eq + Hash> Lookups<Q, P> {
         };
         self.by_key.remove(&lookup.key);
         for guess in lookup.unresolved.into_values().flatten() {
-            if lookup.found.len() < MAX_PROVIDERS && !lookup.found.iter().any(|p| p.id == guess.id) {
+            if lookup.found.len() < MAX_PROVIDERS && !lookup.found.iter().any(|p| p.id == guess.id)
+            {
                 lookup.found.push(guess);
             }
         }

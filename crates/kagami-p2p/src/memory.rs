@@ -46,7 +46,9 @@ impl MemoryNetwork {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking test thread must not take the other nodes down.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -101,7 +103,11 @@ impl router::Router for MemoryRouter {
 
     async fn find_providers(&self, key: &Key, limit: usize) -> Result<Vec<Peer>, router::Error> {
         let state = self.network.lock();
-        let providers = state.providers.get(key).map(Vec::as_slice).unwrap_or_default();
+        let providers = state
+            .providers
+            .get(key)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         Ok(providers
             .iter()
             .filter(|p| p.id != self.peer.id)
@@ -111,7 +117,11 @@ impl router::Router for MemoryRouter {
     }
 
     fn is_ready(&self) -> bool {
-        self.network.lock().nodes.keys().any(|id| *id != self.peer.id)
+        self.network
+            .lock()
+            .nodes
+            .keys()
+            .any(|id| *id != self.peer.id)
     }
 }
 
@@ -138,16 +148,19 @@ mod tests {
         assert!(a.is_ready() && b.is_ready());
         let key: Key = "docker.io/library/nginx:1.25".parse().unwrap();
 
-        a.provide(&[key.clone()]).await.unwrap();
-        a.provide(&[key.clone()]).await.unwrap();
-        b.provide(&[key.clone()]).await.unwrap();
-        assert_eq!(c.find_providers(&key, 10).await.unwrap(), vec![peer(1), peer(2)]);
+        a.provide(std::slice::from_ref(&key)).await.unwrap();
+        a.provide(std::slice::from_ref(&key)).await.unwrap();
+        b.provide(std::slice::from_ref(&key)).await.unwrap();
+        assert_eq!(
+            c.find_providers(&key, 10).await.unwrap(),
+            vec![peer(1), peer(2)]
+        );
         assert_eq!(c.find_providers(&key, 1).await.unwrap(), vec![peer(1)]);
         assert_eq!(a.find_providers(&key, 10).await.unwrap(), vec![peer(2)]);
 
-        a.withdraw(&[key.clone()]).await.unwrap();
+        a.withdraw(std::slice::from_ref(&key)).await.unwrap();
         assert_eq!(c.find_providers(&key, 10).await.unwrap(), vec![peer(2)]);
-        b.withdraw(&[key.clone()]).await.unwrap();
+        b.withdraw(std::slice::from_ref(&key)).await.unwrap();
         assert!(c.find_providers(&key, 10).await.unwrap().is_empty());
         assert!(net.providers(&key).is_empty());
 

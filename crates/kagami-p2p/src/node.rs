@@ -2,7 +2,7 @@
 //! state follows the network (lookups, announcements, peers, bootstrap).
 //! Handles talk to it only through [`Command`]s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::mpsc;
 
+use crate::Config;
 use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, registry_port};
 use crate::bootstrap::{Backoff, resolve};
 use crate::cid::record_key;
@@ -26,7 +27,6 @@ use crate::handle::{Command, Shared};
 use crate::lookups::{Lookups, Settings};
 use crate::peers::{PeerBook, worth_dialing};
 use crate::publish::Publisher;
-use crate::Config;
 
 /// How soon a failed announcement is tried again.
 const PUBLISH_RETRY: Duration = Duration::from_secs(30);
@@ -40,6 +40,8 @@ pub(crate) struct Node {
     publisher: Publisher,
     publishing: HashMap<QueryId, Key>,
     peers: PeerBook,
+    /// Peers with at least one established connection.
+    connected: HashSet<PeerId>,
     bootstrap: Vec<Multiaddr>,
     backoff: Backoff,
     resolving: FuturesUnordered<BoxFuture<'static, Vec<Multiaddr>>>,
@@ -69,6 +71,7 @@ impl Node {
             publisher: Publisher::new(config.republish_interval, retry, config.publish_concurrency),
             publishing: HashMap::new(),
             peers: PeerBook::default(),
+            connected: HashSet::new(),
             bootstrap: config.bootstrap.clone(),
             backoff: Backoff::new(
                 config.bootstrap_interval,
@@ -116,7 +119,10 @@ impl Node {
             }
             Command::Withdraw { keys, reply } => {
                 for key in self.publisher.withdraw(&keys) {
-                    self.swarm.behaviour_mut().kad.stop_providing(&record_key(&key));
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .stop_providing(&record_key(&key));
                     let running: Vec<QueryId> = self
                         .publishing
                         .iter()
@@ -131,7 +137,11 @@ impl Node {
             }
             Command::FindProviders { key, limit, reply } => {
                 if let Some(reply) = self.lookups.request(&key, limit, reply, now) {
-                    let q = self.swarm.behaviour_mut().kad.get_providers(record_key(&key));
+                    let q = self
+                        .swarm
+                        .behaviour_mut()
+                        .kad
+                        .get_providers(record_key(&key));
                     self.lookups.start(q, key, limit, reply, now);
                 }
             }
@@ -159,6 +169,14 @@ impl Node {
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.peers.connected(peer_id, endpoint.get_remote_address());
+                self.connected.insert(peer_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.connected.remove(&peer_id);
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
@@ -280,7 +298,8 @@ impl Node {
     }
 
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
-        self.peers.identified(peer, registry_port(&info.agent_version));
+        self.peers
+            .identified(peer, registry_port(&info.agent_version));
         let via = self.peers.connected_ip(&peer);
         let speaks_kad = info.protocols.contains(&KAD_PROTOCOL);
         for addr in info.listen_addrs {
@@ -305,7 +324,12 @@ impl Node {
         self.update_ready(now);
         if self.ready {
             while let Some(key) = self.publisher.next(now) {
-                match self.swarm.behaviour_mut().kad.start_providing(record_key(&key)) {
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(record_key(&key))
+                {
                     Ok(q) => {
                         self.publishing.insert(q, key);
                     }
@@ -316,8 +340,11 @@ impl Node {
                 }
             }
         }
+        // Kademlia never empties its routing table by itself (dead peers
+        // stay until newer ones displace them), so an empty table is not
+        // the only sign of isolation: no connection at all is the other.
         if now >= self.backoff.next() {
-            if self.ready {
+            if self.ready && !self.connected.is_empty() {
                 self.backoff.healthy(now);
             } else {
                 self.start_bootstrap();
@@ -334,7 +361,9 @@ impl Node {
             .kbuckets()
             .map(|bucket| bucket.num_entries())
             .sum();
-        self.shared.routing_peers.store(routing_peers, Ordering::Relaxed);
+        self.shared
+            .routing_peers
+            .store(routing_peers, Ordering::Relaxed);
         let ready = routing_peers > 0;
         if ready == self.ready {
             return;
@@ -354,7 +383,14 @@ impl Node {
         }
     }
 
+    /// Dials the bootstrap peers and, when the routing table has peers,
+    /// runs a Kademlia bootstrap (which dials them and refreshes the table).
     fn start_bootstrap(&mut self) {
+        if self.ready
+            && let Err(e) = self.swarm.behaviour_mut().kad.bootstrap()
+        {
+            tracing::debug!(error = %e, "kademlia bootstrap not started");
+        }
         if self.bootstrap.is_empty() || !self.resolving.is_empty() {
             return;
         }

@@ -139,7 +139,10 @@ mod tests {
     fn prefers_the_connected_ip_then_announced_non_loopback_ones() {
         let mut book = PeerBook::default();
         let peer = PeerId::random();
-        let at = |book: &PeerBook| book.registry_addr(&peer, 6443).map(|r| (r.addr.to_string(), r.identified));
+        let at = |book: &PeerBook| {
+            book.registry_addr(&peer, 6443)
+                .map(|r| (r.addr.to_string(), r.identified))
+        };
         assert_eq!(at(&book), None);
         book.learned(peer, &addr("/ip4/127.0.0.1/tcp/5001"));
         assert_eq!(at(&book), Some(("127.0.0.1:6443".into(), false)));
@@ -160,7 +163,11 @@ mod tests {
             book.learned(PeerId::random(), &addr("/ip4/10.0.0.2/tcp/1"));
         }
         assert_eq!(book.peers.len(), CAPACITY);
-        assert_eq!(book.registry_addr(&first, 1), None, "the oldest entry is evicted");
+        assert_eq!(
+            book.registry_addr(&first, 1),
+            None,
+            "the oldest entry is evicted"
+        );
     }
 
     #[test]

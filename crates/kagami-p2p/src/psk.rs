@@ -131,7 +131,10 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = std::fs::OpenOptions::new()
@@ -174,7 +177,10 @@ mod tests {
         let raw: Vec<u8> = (0..32).collect();
         assert_eq!(read(&raw).unwrap(), expected());
         assert_eq!(read(HEX.as_bytes()).unwrap(), expected());
-        assert_eq!(read(format!("  {}\n", HEX.to_uppercase()).as_bytes()).unwrap(), expected());
+        assert_eq!(
+            read(format!("  {}\n", HEX.to_uppercase()).as_bytes()).unwrap(),
+            expected()
+        );
         let file = format!("/key/swarm/psk/1.0.0/\n/base16/\n{HEX}\n");
         assert_eq!(read(file.as_bytes()).unwrap(), expected());
     }
@@ -184,7 +190,7 @@ mod tests {
         let multibyte = format!("{}é", &HEX[..62]);
         for bad in [
             &b"short"[..],
-            HEX[..63].as_bytes(),
+            &HEX.as_bytes()[..63],
             b"/key/swarm/psk/1.0.0/\n/base64/\nAAAA\n",
             multibyte.as_bytes(),
             &[0xff; 40][..],
@@ -209,6 +215,9 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let hex: String = psk.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
         let debug = format!("{psk:?}");
-        assert!(!debug.contains(&hex) && debug.contains(&psk.fingerprint()), "{debug}");
+        assert!(
+            !debug.contains(&hex) && debug.contains(&psk.fingerprint()),
+            "{debug}"
+        );
     }
 }

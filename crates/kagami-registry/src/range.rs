@@ -205,8 +205,20 @@ mod tests {
     fn content_range_table() {
         use ContentRange::*;
         let cases: &[(&str, Option<ContentRange>)] = &[
-            ("bytes 0-0/10", Some(Part { range: 0..1, size: 10 })),
-            ("bytes 7-9/10", Some(Part { range: 7..10, size: 10 })),
+            (
+                "bytes 0-0/10",
+                Some(Part {
+                    range: 0..1,
+                    size: 10,
+                }),
+            ),
+            (
+                "bytes 7-9/10",
+                Some(Part {
+                    range: 7..10,
+                    size: 10,
+                }),
+            ),
             ("bytes */10", Some(Unsatisfied { size: 10 })),
             ("bytes */0", Some(Unsatisfied { size: 0 })),
             ("bytes 9-7/10", None),
@@ -222,7 +234,10 @@ mod tests {
         }
         assert_eq!(
             ContentRange::parse(&content_range(&(3..8), 10)),
-            Some(Part { range: 3..8, size: 10 })
+            Some(Part {
+                range: 3..8,
+                size: 10
+            })
         );
     }
 

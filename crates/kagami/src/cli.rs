@@ -29,6 +29,8 @@ enum Command {
     /// Manage the images of the built-in store.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Start a small cluster on loopback, pull an image between its nodes, and report.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Where the node keeps its state.
@@ -55,6 +57,9 @@ struct ServerArgs {
     /// Registry a request without containerd's `?ns=` parameter is for.
     #[arg(long, env = "KAGAMI_DEFAULT_REGISTRY", default_value = "docker.io")]
     default_registry: Registry,
+
+    #[command(flatten)]
+    p2p: crate::p2p_flags::P2pArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,10 +92,23 @@ enum ImageCommand {
     },
 }
 
+impl Cli {
+    /// The log filter: the flag, else quiet for the demo (its table is the
+    /// output), else `info`.
+    pub fn log_filter(&self) -> &str {
+        match (&self.log_level, &self.command) {
+            (Some(level), _) => level,
+            (None, Command::Demo(_)) => "warn",
+            (None, _) => "info",
+        }
+    }
+}
+
 /// Runs the chosen subcommand.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
         Command::Image(ImageCommand::Import { data_dir, files }) => {
             image::import(&data_dir.path, &files).await
         }
@@ -106,15 +124,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %args.data_dir.path.display(), "kagami starting");
-    let node = Node::builder()
+    let mut builder = Node::builder()
         .data_dir(&args.data_dir.path)
         .listen(SocketAddr::new(args.bind_address, args.https_listen_port))
         .registry(kagami_registry::Config {
             default_registry: args.default_registry,
-        })
-        .start()
-        .await
-        .context("cannot start the node")?;
+        });
+    if let Some(options) = args.p2p.options(args.bind_address)? {
+        builder = builder.p2p(options);
+    }
+    let node = builder.start().await.context("cannot start the node")?;
     node.run_until(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

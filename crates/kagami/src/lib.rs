@@ -7,6 +7,8 @@
 //! thin command-line face over the same builder.
 
 mod node;
+pub mod p2p;
+mod status;
 
 pub use node::{Builder, Error, Node};
 

@@ -3,10 +3,10 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// `RUST_LOG` wins over `--log-level`, which wins over `info`.
-pub fn init(level: Option<&str>) {
+/// `RUST_LOG` wins over the given filter.
+pub fn init(level: &str) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level.unwrap_or("info")))
+        .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

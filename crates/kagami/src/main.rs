@@ -2,14 +2,16 @@
 //! store. Errors end here, as `anyhow` reports with their causes.
 
 mod cli;
+mod demo;
 mod image;
 mod logging;
+mod p2p_flags;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    logging::init(cli.log_level.as_deref());
+    logging::init(cli.log_filter());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

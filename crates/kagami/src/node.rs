@@ -1,5 +1,5 @@
-//! A running node: the store, the registry API on its socket, and their
-//! orderly shutdown.
+//! A running node: the store, the registry API on its socket, the P2P
+//! router and advertiser when enabled, and their orderly shutdown.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kagami_core::store::Store;
-use kagami_registry::Readiness;
+use kagami_registry::{MirrorStats, Readiness};
 use kagami_store::Layout;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::{DEFAULT_DATA_DIR, DEFAULT_REGISTRY_PORT, layout_dir};
+use crate::p2p::{self, P2p};
+use crate::{DEFAULT_DATA_DIR, DEFAULT_REGISTRY_PORT, layout_dir, status};
 
 /// How long requests in flight may run on after shutdown is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -39,6 +40,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The P2P side could not start.
+    #[error(transparent)]
+    P2p(#[from] p2p::Error),
     /// The registry server failed while running.
     #[error("registry server failed")]
     Serve(#[source] std::io::Error),
@@ -53,6 +57,7 @@ pub struct Builder {
     data_dir: PathBuf,
     listen: SocketAddr,
     registry: kagami_registry::Config,
+    p2p: Option<p2p::Options>,
 }
 
 impl Default for Builder {
@@ -61,6 +66,7 @@ impl Default for Builder {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_REGISTRY_PORT)),
             registry: kagami_registry::Config::default(),
+            p2p: None,
         }
     }
 }
@@ -85,7 +91,15 @@ impl Builder {
         self
     }
 
-    /// Opens the store, binds the registry port and starts serving.
+    /// Joins the P2P network: advertise what the store holds, and serve
+    /// misses from peers. Without it the node serves only its own store.
+    pub fn p2p(mut self, options: p2p::Options) -> Builder {
+        self.p2p = Some(options);
+        self
+    }
+
+    /// Opens the store, binds the registry port, joins the P2P network if
+    /// asked to, and starts serving.
     pub async fn start(self) -> Result<Node, Error> {
         let store_dir = layout_dir(&self.data_dir);
         let layout = Layout::open(&store_dir)
@@ -94,19 +108,32 @@ impl Builder {
                 path: store_dir.clone(),
                 source: Box::new(source),
             })?;
-        let listener = TcpListener::bind(self.listen)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: self.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind {
+        let bind_error = |source| Error::Bind {
             addr: self.listen,
             source,
-        })?;
-        let store: Arc<dyn Store> = Arc::new(layout);
+        };
+        let listener = TcpListener::bind(self.listen).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let store: Arc<dyn Store> = Arc::new(layout.clone());
         let readiness = Readiness::new();
-        let app = kagami_registry::app(store, self.registry.clone(), readiness.clone());
+
+        let p2p = match &self.p2p {
+            Some(options) => Some(P2p::start(&self.data_dir, options, addr, store.clone()).await?),
+            None => {
+                tracing::info!("P2P disabled: serving this node's own images only");
+                None
+            }
+        };
+        let app = match &p2p {
+            Some(p2p) => kagami_registry::app_with_mirror(
+                store,
+                self.registry.clone(),
+                readiness.clone(),
+                p2p.mirror().clone(),
+            )
+            .merge(status::routes(p2p.clone())),
+            None => kagami_registry::app(store, self.registry.clone(), readiness.clone()),
+        };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let shutdown = async move {
             // A dropped sender means the Node went away: stop as well.
@@ -127,6 +154,8 @@ impl Builder {
         );
         Ok(Node {
             addr,
+            layout,
+            p2p,
             stop: Some(stop_tx),
             server,
         })
@@ -138,6 +167,8 @@ impl Builder {
 #[derive(Debug)]
 pub struct Node {
     addr: SocketAddr,
+    layout: Layout,
+    p2p: Option<P2p>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -153,13 +184,33 @@ impl Node {
         self.addr
     }
 
+    /// The node's built-in store (to import into, list, remove from).
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The P2P side, when the node joined the network.
+    pub fn p2p(&self) -> Option<&P2p> {
+        self.p2p.as_ref()
+    }
+
+    /// What the mirror path has done so far, when P2P is on.
+    pub fn mirror_stats(&self) -> Option<&MirrorStats> {
+        self.p2p.as_ref().map(|p2p| p2p.mirror().stats())
+    }
+
     /// Stops accepting requests, lets those in flight finish (for a few
-    /// seconds at most) and returns when the server has stopped.
+    /// seconds at most), leaves the P2P network and returns when all has
+    /// stopped.
     pub async fn shutdown(mut self) -> Result<(), Error> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        finished((&mut self.server).await)
+        let result = finished((&mut self.server).await);
+        if let Some(p2p) = self.p2p.take() {
+            p2p.shutdown().await;
+        }
+        result
     }
 
     /// Serves until `signal` resolves, then shuts down as

@@ -22,7 +22,12 @@ fn peer(n: u8) -> Peer {
     }
 }
 
-fn ask(lookups: &mut Lookups<u32, u8>, k: &Key, limit: usize, now: Instant) -> (Option<Reply>, oneshot::Receiver<Vec<Peer>>) {
+fn ask(
+    lookups: &mut Lookups<u32, u8>,
+    k: &Key,
+    limit: usize,
+    now: Instant,
+) -> (Option<Reply>, oneshot::Receiver<Vec<Peer>>) {
     let (tx, rx) = oneshot::channel();
     (lookups.request(k, limit, tx, now), rx)
 }
@@ -38,13 +43,24 @@ fn concurrent_callers_share_one_lookup_and_are_answered_when_they_have_enough() 
     let (reply, mut first) = ask(&mut lookups, &key(1), 1, now);
     lookups.start(7, key(1), 1, reply.expect("a new lookup"), now);
     let (joined, mut second) = ask(&mut lookups, &key(1), 2, now);
-    assert!(joined.is_none(), "the second caller joins the lookup in flight");
+    assert!(
+        joined.is_none(),
+        "the second caller joins the lookup in flight"
+    );
 
     assert_eq!(lookups.found(7, peer(1), now), None);
     assert_eq!(answer(&mut first), Some(vec![peer(1)]));
     assert_eq!(answer(&mut second), None);
-    assert_eq!(lookups.found(7, peer(1), now), None, "duplicates are ignored");
-    assert_eq!(lookups.found(7, peer(2), now), Some(7), "everyone has enough: stop the query");
+    assert_eq!(
+        lookups.found(7, peer(1), now),
+        None,
+        "duplicates are ignored"
+    );
+    assert_eq!(
+        lookups.found(7, peer(2), now),
+        Some(7),
+        "everyone has enough: stop the query"
+    );
     assert_eq!(answer(&mut second), Some(vec![peer(1), peer(2)]));
     assert_eq!(lookups.next_deadline(), None);
 
@@ -84,7 +100,10 @@ fn after_the_first_provider_a_lookup_waits_only_the_settle_time() {
     lookups.start(1, key(1), 3, reply.unwrap(), now);
     let later = now + Duration::from_millis(100);
     lookups.found(1, peer(4), later);
-    assert_eq!(lookups.next_deadline(), Some(later + Duration::from_millis(50)));
+    assert_eq!(
+        lookups.next_deadline(),
+        Some(later + Duration::from_millis(50))
+    );
     assert_eq!(lookups.expire(later + Duration::from_millis(50)), vec![1]);
     assert_eq!(answer(&mut rx), Some(vec![peer(4)]));
 }

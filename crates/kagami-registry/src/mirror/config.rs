@@ -52,9 +52,9 @@ pub struct MirrorConfig {
     /// or the next bytes of a body) before it is given up on: a blob then
     /// resumes from another peer.
     pub stall_timeout: Duration,
-    /// Overall budget of a manifest request or any `HEAD` through the
-    /// mirror, lookup included. Blob bodies have no overall limit, only
-    /// [`stall_timeout`](Self::stall_timeout).
+    /// Overall budget of a manifest request, a `HEAD`, or a blob's
+    /// response head through the mirror, lookup included. Blob bodies
+    /// have no overall limit, only [`stall_timeout`](Self::stall_timeout).
     pub manifest_timeout: Duration,
     /// Most providers asked for, and tried, per key.
     pub max_providers: usize,

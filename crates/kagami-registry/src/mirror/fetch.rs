@@ -182,7 +182,10 @@ impl Fetch {
                     // Nothing can be held back from an empty body: check now.
                     verify::check(digest, b"")?;
                 }
-                Part { range: 0..size, size }
+                Part {
+                    range: 0..size,
+                    size,
+                }
             }
             (Some(asked), StatusCode::PARTIAL_CONTENT) => {
                 let Some(ContentRange::Part { range, size }) =

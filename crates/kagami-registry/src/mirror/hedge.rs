@@ -80,9 +80,7 @@ where
     F: Fn(Peer) -> Fut,
     Fut: Future<Output = Result<T, AttemptError>>,
 {
-    let delay = mirror
-        .latency
-        .hedge_delay(mirror.config.first_byte_timeout);
+    let delay = mirror.latency.hedge_delay(mirror.config.first_byte_timeout);
     let launch = |peer: &Peer| {
         mirror.peers.started(peer);
         let started = Instant::now();

@@ -69,10 +69,7 @@ impl Lookup {
     /// The providers of `key`; empty when none was found in time.
     pub(super) async fn providers(&self, key: &Key, stats: &MirrorStats) -> Providers {
         let answer = self.slot(key);
-        answer
-            .get_or_init(|| self.find(key, stats))
-            .await
-            .clone()
+        answer.get_or_init(|| self.find(key, stats)).await.clone()
     }
 
     fn slot(&self, key: &Key) -> Arc<OnceCell<Providers>> {

@@ -54,7 +54,10 @@ impl Peers {
             .collect();
         // Stable: equal peers keep the router's order.
         ranked.sort_by_key(|(failures, uses, _)| (*failures, *uses));
-        ranked.into_iter().map(|(_, _, peer)| peer.clone()).collect()
+        ranked
+            .into_iter()
+            .map(|(_, _, peer)| peer.clone())
+            .collect()
     }
 
     /// Whether `peer` is skipped for now.

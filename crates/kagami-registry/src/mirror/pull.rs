@@ -7,9 +7,9 @@
 
 use std::future::Future;
 
+use bytes::Bytes;
 use http::Method;
 use kagami_core::router::Peer;
-use bytes::Bytes;
 use kagami_core::{Digest, Key, MediaType, Reference, Registry, Repository};
 
 use super::fetch::{Manifest, Opened, Target};

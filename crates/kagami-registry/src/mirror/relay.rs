@@ -24,8 +24,8 @@ use kagami_core::router::Peer;
 use kagami_core::store::BlobStream;
 use kagami_core::{Digest, Key};
 
-use super::fetch::{AttemptError, Opened, Part, Target};
 use super::Inner;
+use super::fetch::{AttemptError, Opened, Part, Target};
 use super::hedge::race;
 use super::verify::Hasher;
 use crate::range::ByteRange;
@@ -147,38 +147,36 @@ impl Relay {
         let range = ByteRange::FromTo(self.offset, self.part.range.end - 1);
         let key = Key::Digest(self.digest.clone());
         let (fetch, target, digest) = (&self.mirror.fetch, &self.target, &self.digest);
+        let size = self.part.size;
         let won = race(&self.mirror, &key, &self.spare, |peer| async move {
             match fetch
                 .blob(Method::GET, &peer, target, digest, Some(range))
                 .await?
             {
-                Opened::Body { response, part } => Ok((response, part)),
-                // The size moved: not the blob this body began with.
-                Opened::Unsatisfiable { .. } => Err(AttemptError::Header {
-                    what: "416 for a range inside the blob",
+                Opened::Body { response, part } if part.size == size => Ok(response),
+                // Not the blob this body began with.
+                _ => Err(AttemptError::Header {
+                    what: "a size other than the blob's",
                 }),
             }
         })
         .await;
-        let won = match won {
-            Ok(won) if won.value.1.size == self.part.size => won,
-            Ok(won) => {
-                self.mirror.peers.failed(&won.peer);
-                return Err(self.gave_up());
-            }
-            Err(_) => return Err(self.gave_up()),
+        let Ok(won) = won else {
+            return Err(self.gave_up());
         };
         self.mirror.stats.resumed();
-        self.spare.retain(|peer| *peer != won.peer && !won.failed.contains(peer));
+        self.spare
+            .retain(|peer| *peer != won.peer && !won.failed.contains(peer));
         self.peer = won.peer;
-        self.body = Box::pin(won.value.0.bytes_stream());
+        self.body = Box::pin(won.value.bytes_stream());
         Ok(())
     }
 
     fn gave_up(&self) -> io::Error {
-        self.mirror
-            .report
-            .gave_up(&Key::Digest(self.digest.clone()), "no peer could resume the blob");
+        self.mirror.report.gave_up(
+            &Key::Digest(self.digest.clone()),
+            "no peer could resume the blob",
+        );
         io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!(

@@ -62,7 +62,7 @@ impl MirrorStats {
         lock(&self.relayed).get(peer_id).copied().unwrap_or(0)
     }
 
-    /// Bytes from peers beyond the first [`MAX_PEERS_COUNTED`] seen.
+    /// Bytes from peers beyond the first 256 seen (the map is bounded).
     pub fn bytes_relayed_unattributed(&self) -> u64 {
         self.relayed_unattributed.load(Ordering::Relaxed)
     }

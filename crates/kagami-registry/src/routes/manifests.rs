@@ -35,9 +35,7 @@ pub(super) async fn get(
     if found.is_none()
         && let Some(mirror) = mirror
     {
-        found = mirror
-            .manifest(&registry, &repository, &reference)
-            .await;
+        found = mirror.manifest(&registry, &repository, &reference).await;
     }
     let Some((media_type, digest, bytes)) = found else {
         let reference = match reference {

@@ -97,9 +97,16 @@ impl MemoryStore {
     }
 
     /// Holds `bytes` under `digest`, whatever they hash to: a lying peer.
-    pub fn insert_as(&self, digest: &Digest, media_type: Option<MediaType>, bytes: impl Into<Bytes>) {
+    pub fn insert_as(
+        &self,
+        digest: &Digest,
+        media_type: Option<MediaType>,
+        bytes: impl Into<Bytes>,
+    ) {
         let mut inner = self.inner.lock().unwrap();
-        inner.content.insert(digest.clone(), (media_type, bytes.into()));
+        inner
+            .content
+            .insert(digest.clone(), (media_type, bytes.into()));
     }
 
     /// Makes every stream from now on fail after `bytes` bytes.

@@ -14,19 +14,23 @@ const SIZE: usize = 3 * 1024 * 1024;
 /// writes, so that the response head and bytes went out before the break.
 const BREAK_AT: u64 = 1_500_000;
 
-#[tokio::test]
-async fn a_stream_broken_mid_transfer_resumes_on_another_peer() {
-    let cluster = Cluster::start(3, unhurried()).await;
+/// A blob on nodes 1 and 2, which the router names in that order; its
+/// path, and its bytes.
+async fn on_nodes_1_and_2(config: MirrorConfig) -> (Cluster, String, Vec<u8>) {
+    let cluster = Cluster::start(3, config).await;
     let bytes = pattern(SIZE);
     let digest = cluster.nodes[1].store.add_blob(bytes.clone());
     cluster.nodes[2].store.add_blob(bytes.clone());
-    cluster.nodes[1].store.break_streams_after(BREAK_AT);
     cluster.provide(digest.clone(), &[1, 2]);
+    (cluster, format!("/v2/a/blobs/{digest}"), bytes)
+}
 
-    let answer = cluster
-        .get(0, &format!("/v2/a/blobs/{digest}"))
-        .await
-        .unwrap();
+#[tokio::test]
+async fn a_stream_broken_mid_transfer_resumes_on_another_peer() {
+    let (cluster, path, bytes) = on_nodes_1_and_2(unhurried()).await;
+    cluster.nodes[1].store.break_streams_after(BREAK_AT);
+
+    let answer = cluster.get(0, &path).await.unwrap();
     answer.assert_content("application/octet-stream", &bytes);
     let stats = cluster.nodes[0].mirror.stats();
     assert_eq!(stats.resumes(), 1);
@@ -34,22 +38,38 @@ async fn a_stream_broken_mid_transfer_resumes_on_another_peer() {
         stats.bytes_relayed_from("node-1"),
         stats.bytes_relayed_from("node-2"),
     );
-    assert!(first > 0 && first <= BREAK_AT && second > 0, "{first} + {second}");
+    assert!(
+        first > 0 && first <= BREAK_AT && second > 0,
+        "{first} + {second}"
+    );
     assert_eq!(first + second, SIZE as u64);
 }
 
 #[tokio::test]
+async fn a_stalled_stream_resumes_on_another_peer() {
+    let config = MirrorConfig {
+        stall_timeout: Duration::from_millis(300),
+        ..unhurried()
+    };
+    let (cluster, path, bytes) = on_nodes_1_and_2(config).await;
+    // Node 1 sends its first chunk, then nothing.
+    cluster.nodes[1].store.set_gate(false);
+
+    let answer = cluster.get(0, &path).await.unwrap();
+    answer.assert_content("application/octet-stream", &bytes);
+    let stats = cluster.nodes[0].mirror.stats();
+    assert_eq!(stats.resumes(), 1);
+    assert!(stats.bytes_relayed_from("node-1") > 0);
+}
+
+#[tokio::test]
 async fn a_broken_range_resumes_too() {
-    let cluster = Cluster::start(3, unhurried()).await;
-    let bytes = pattern(SIZE);
-    let digest = cluster.nodes[1].store.add_blob(bytes.clone());
-    cluster.nodes[2].store.add_blob(bytes.clone());
+    let (cluster, path, bytes) = on_nodes_1_and_2(unhurried()).await;
     cluster.nodes[1].store.break_streams_after(BREAK_AT);
-    cluster.provide(digest.clone(), &[1, 2]);
 
     let range = [("range", "bytes=200000-")];
     let answer = cluster
-        .send(0, http::Method::GET, &format!("/v2/a/blobs/{digest}"), &range)
+        .send(0, http::Method::GET, &path, &range)
         .await
         .unwrap();
     assert_eq!(answer.status, 206);
@@ -66,7 +86,9 @@ async fn a_corrupt_peer_never_delivers_a_whole_wrong_blob_and_is_then_skipped() 
         let digest = cluster.nodes[2].store.add_blob(right.clone());
         let mut wrong = right.clone();
         wrong[size - 1] ^= 0xff;
-        cluster.nodes[1].store.insert_as(&digest, None, wrong.clone());
+        cluster.nodes[1]
+            .store
+            .insert_as(&digest, None, wrong.clone());
         cluster.provide(digest.clone(), &[1, 2]);
         let path = format!("/v2/a/blobs/{digest}");
 
@@ -84,7 +106,11 @@ async fn a_corrupt_peer_never_delivers_a_whole_wrong_blob_and_is_then_skipped() 
 
         let answer = cluster.get(0, &path).await.unwrap();
         answer.assert_content("application/octet-stream", &right);
-        assert_eq!(stats.bytes_relayed_from("node-1"), from_bad, "asked the bad peer again");
+        assert_eq!(
+            stats.bytes_relayed_from("node-1"),
+            from_bad,
+            "asked the bad peer again"
+        );
     }
 }
 
@@ -95,9 +121,15 @@ async fn a_manifest_that_does_not_match_its_digest_is_taken_from_another_peer() 
     let digest = cluster.nodes[2]
         .store
         .add_manifest(MediaType::OciManifest, json.clone());
-    cluster.nodes[2].store.tag("docker.io/library/app:1", &digest);
+    cluster.nodes[2]
+        .store
+        .tag("docker.io/library/app:1", &digest);
     let liar = &cluster.nodes[1].store;
-    liar.insert_as(&digest, Some(MediaType::OciManifest), manifest_json("wrong"));
+    liar.insert_as(
+        &digest,
+        Some(MediaType::OciManifest),
+        manifest_json("wrong"),
+    );
     liar.tag("docker.io/library/app:1", &digest);
     let reference: Reference = "app:1".parse().unwrap();
     cluster.provide(Key::for_tag(&reference).unwrap(), &[1, 2]);
@@ -120,21 +152,14 @@ async fn a_slow_peer_is_raced_by_the_next() {
         first_byte_timeout: Duration::from_millis(100),
         ..MirrorConfig::default()
     };
-    let cluster = Cluster::start(3, config).await;
-    let bytes = pattern(SIZE);
-    let digest = cluster.nodes[1].store.add_blob(bytes.clone());
-    cluster.nodes[2].store.add_blob(bytes.clone());
+    let (cluster, path, bytes) = on_nodes_1_and_2(config).await;
     // Slower than the hedge delay, far faster than the stall timeout:
     // without a race, node 1 would serve.
     cluster.nodes[1]
         .store
         .fail(Some(Fault::Delay(Duration::from_secs(3))));
-    cluster.provide(digest.clone(), &[1, 2]);
 
-    let answer = cluster
-        .get(0, &format!("/v2/a/blobs/{digest}"))
-        .await
-        .unwrap();
+    let answer = cluster.get(0, &path).await.unwrap();
     answer.assert_content("application/octet-stream", &bytes);
     let stats = cluster.nodes[0].mirror.stats();
     assert_eq!(stats.hedges(), 1);
@@ -148,9 +173,10 @@ async fn a_peer_that_refuses_connections_is_skipped() {
     let bytes = pattern(10_000);
     let digest = cluster.nodes[1].store.add_blob(bytes.clone());
     let dead = refusing_peer().await;
-    cluster
-        .router
-        .set(Key::Digest(digest.clone()), vec![dead, cluster.nodes[1].peer()]);
+    cluster.router.set(
+        Key::Digest(digest.clone()),
+        vec![dead, cluster.nodes[1].peer()],
+    );
 
     let answer = cluster
         .get(0, &format!("/v2/a/blobs/{digest}"))

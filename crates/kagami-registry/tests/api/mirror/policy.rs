@@ -29,7 +29,10 @@ async fn a_request_from_a_peer_that_misses_is_404_without_a_lookup() {
     let answer = cluster.send(0, Method::GET, &path, &guarded).await.unwrap();
     assert_eq!(answer.status, 404);
     assert_eq!(answer.error_code(), "BLOB_UNKNOWN");
-    assert!(cluster.router.calls().is_empty(), "a peer request looked up");
+    assert!(
+        cluster.router.calls().is_empty(),
+        "a peer request looked up"
+    );
     // The same request from a client is served: the header made the difference.
     let answer = cluster.get(0, &path).await.unwrap();
     assert!(answer.body == bytes);
@@ -94,7 +97,10 @@ async fn only_mirrored_registries_are_looked_up() {
         ..unhurried()
     };
     let (cluster, path, bytes) = blob_on_node_1(config).await;
-    let answer = cluster.get(0, &format!("{path}?ns=docker.io")).await.unwrap();
+    let answer = cluster
+        .get(0, &format!("{path}?ns=docker.io"))
+        .await
+        .unwrap();
     assert_eq!(answer.status, 404);
     assert!(cluster.router.calls().is_empty());
     let answer = cluster.get(0, &format!("{path}?ns=quay.io")).await.unwrap();

@@ -104,7 +104,12 @@ async fn a_range_of_a_mirrored_blob_is_relayed_as_206() {
         assert_eq!(head.header("content-range"), answer.header("content-range"));
     }
     let answer = cluster
-        .send(0, Method::GET, &path, &[("range", &format!("bytes={SIZE}-"))])
+        .send(
+            0,
+            Method::GET,
+            &path,
+            &[("range", &format!("bytes={SIZE}-"))],
+        )
         .await
         .unwrap();
     assert_eq!(answer.status, 416);

@@ -136,8 +136,12 @@ impl Cluster {
             let mirror = Mirror::new(router.clone(), config).unwrap();
             let store = MemoryStore::new();
             let dyn_store: Arc<dyn Store> = store.clone();
-            let app =
-                kagami_registry::app_with_mirror(dyn_store, Config::default(), ready(), mirror.clone());
+            let app = kagami_registry::app_with_mirror(
+                dyn_store,
+                Config::default(),
+                ready(),
+                mirror.clone(),
+            );
             let (stop, stopped) = oneshot::channel::<()>();
             let shutdown = async move {
                 let _ = stopped.await;

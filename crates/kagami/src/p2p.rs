@@ -1,0 +1,219 @@
+//! The node's side of the P2P network: its identity and pre-shared key on
+//! disk, the libp2p router, the advertiser that keeps the router in step
+//! with the store, and the mirror that serves misses from peers.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kagami_core::store::Store;
+use kagami_p2p::{AdvertisePolicy, Advertiser, Multiaddr, PeerId, Psk};
+use kagami_registry::{Mirror, MirrorConfig};
+
+/// Default P2P port, the one K3s uses; the same on every node.
+pub const DEFAULT_P2P_PORT: u16 = kagami_p2p::DEFAULT_PORT;
+
+/// Why the P2P side could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The node's key or the pre-shared key could not be read or written.
+    #[error("cannot load {what} from {path}")]
+    Material {
+        /// Which file.
+        what: &'static str,
+        /// Where it is.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: kagami_p2p::Error,
+    },
+    /// The libp2p node did not start (port in use, say).
+    #[error("cannot start the P2P node on {listen}")]
+    Start {
+        /// The address asked for.
+        listen: SocketAddr,
+        /// What went wrong.
+        #[source]
+        source: kagami_p2p::Error,
+    },
+    /// The listen address cannot be a multiaddr (never happens for IP).
+    #[error("cannot listen for P2P on {listen}")]
+    ListenAddress {
+        /// The address asked for.
+        listen: SocketAddr,
+    },
+    /// The mirror's HTTP client could not be built.
+    #[error("cannot set up the mirror")]
+    Mirror(#[source] kagami_registry::Error),
+}
+
+/// How a node takes part in the P2P network.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the libp2p node listens (default `0.0.0.0:5001`).
+    pub listen: SocketAddr,
+    /// Peers to join through.
+    pub bootstrap: Vec<Multiaddr>,
+    /// The cluster's pre-shared key file (default `<data-dir>/p2p/psk`).
+    pub psk_file: Option<PathBuf>,
+    /// Budgets and policy of the mirror path; `advertise_latest` also
+    /// governs the advertiser.
+    pub mirror: MirrorConfig,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_P2P_PORT)),
+            bootstrap: Vec::new(),
+            psk_file: None,
+            mirror: MirrorConfig::default(),
+        }
+    }
+}
+
+/// The running P2P side of a node. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct P2p {
+    router: kagami_p2p::Router,
+    advertiser: Arc<Advertiser>,
+    mirror: Mirror,
+}
+
+/// Where the pre-shared key lives when no file is named.
+pub fn default_psk_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("p2p").join("psk")
+}
+
+impl P2p {
+    pub(crate) async fn start(
+        data_dir: &Path,
+        options: &Options,
+        registry_addr: SocketAddr,
+        store: Arc<dyn Store>,
+    ) -> Result<P2p, Error> {
+        let key_path = data_dir.join("p2p").join("identity.key");
+        let keypair =
+            kagami_p2p::identity::load_or_create(&key_path).map_err(|source| Error::Material {
+                what: "the node's P2P identity",
+                path: key_path.clone(),
+                source,
+            })?;
+        let psk = load_psk(data_dir, options.psk_file.as_deref())?;
+
+        let mut config = kagami_p2p::Config::new(keypair, psk.clone());
+        config.listen = to_multiaddr(options.listen)?;
+        config.bootstrap = options.bootstrap.clone();
+        config.registry_port = registry_addr.port();
+        config.lookup_timeout = options.mirror.resolve_timeout;
+        let router = kagami_p2p::Router::start(config)
+            .await
+            .map_err(|source| Error::Start {
+                listen: options.listen,
+                source,
+            })?;
+        let shared: Arc<dyn kagami_core::router::Router> = Arc::new(router.clone());
+        let advertiser = Advertiser::spawn(
+            store,
+            shared.clone(),
+            AdvertisePolicy {
+                advertise_latest: options.mirror.advertise_latest,
+            },
+        );
+        if options.mirror.advertise_latest || options.mirror.resolve_latest {
+            tracing::warn!(
+                "`latest` tags are shared between peers: a peer's `latest` may be older than the \
+                 registry's; this is unsupported, pin tags or digests instead"
+            );
+        }
+        let mut mirror_config = options.mirror.clone();
+        mirror_config.own_addrs.push(registry_addr);
+        let mirror = Mirror::new(shared, mirror_config).map_err(Error::Mirror)?;
+        tracing::info!(
+            peer_id = %router.peer_id(),
+            listen = ?router.listen_addrs(),
+            bootstrap = options.bootstrap.len(),
+            psk = %psk.fingerprint(),
+            "joined the P2P network"
+        );
+        Ok(P2p {
+            router,
+            advertiser: Arc::new(advertiser),
+            mirror,
+        })
+    }
+
+    /// This node's peer ID.
+    pub fn peer_id(&self) -> PeerId {
+        self.router.peer_id()
+    }
+
+    /// Where the libp2p node listens, as multiaddrs with `/p2p/<id>`, ready
+    /// to give other nodes as `--bootstrap-peer`.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let id = self.router.peer_id();
+        self.router
+            .listen_addrs()
+            .into_iter()
+            .filter_map(|addr| format!("{addr}/p2p/{id}").parse().ok())
+            .collect()
+    }
+
+    /// The libp2p router.
+    pub fn router(&self) -> &kagami_p2p::Router {
+        &self.router
+    }
+
+    /// The mirror path (its counters in particular).
+    pub fn mirror(&self) -> &Mirror {
+        &self.mirror
+    }
+
+    /// How many keys the advertiser has had the router accept.
+    pub fn advertised_keys(&self) -> usize {
+        self.advertiser.snapshot().len()
+    }
+
+    pub(crate) async fn shutdown(self) {
+        drop(self.advertiser);
+        self.router.shutdown().await;
+    }
+}
+
+/// Reads the cluster's key. With no file named, a first start makes one in
+/// the data dir, since a lone node needs none shared yet; a named file
+/// must exist, so a typo never silently splits a cluster.
+fn load_psk(data_dir: &Path, named: Option<&Path>) -> Result<Psk, Error> {
+    fn material(path: &Path) -> impl FnOnce(kagami_p2p::Error) -> Error + '_ {
+        move |source| Error::Material {
+            what: "the P2P pre-shared key",
+            path: path.to_owned(),
+            source,
+        }
+    }
+    if let Some(path) = named {
+        return Psk::from_file(path).map_err(material(path));
+    }
+    let path = default_psk_file(data_dir);
+    if path.exists() {
+        return Psk::from_file(&path).map_err(material(&path));
+    }
+    let psk = Psk::generate();
+    psk.write(&path).map_err(material(&path))?;
+    tracing::warn!(
+        path = %path.display(),
+        fingerprint = %psk.fingerprint(),
+        "generated a new P2P pre-shared key: every node of the cluster needs this same file \
+         (copy it, or pass --psk-file)"
+    );
+    Ok(psk)
+}
+
+fn to_multiaddr(addr: SocketAddr) -> Result<Multiaddr, Error> {
+    let text = match addr.ip() {
+        std::net::IpAddr::V4(ip) => format!("/ip4/{ip}/tcp/{}", addr.port()),
+        std::net::IpAddr::V6(ip) => format!("/ip6/{ip}/tcp/{}", addr.port()),
+    };
+    text.parse()
+        .map_err(|_| Error::ListenAddress { listen: addr })
+}

@@ -1,0 +1,112 @@
+//! The `kagami server` flags of the P2P network and the mirror path, and
+//! the K3s environment variables honoured beside kagami's own.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use kagami::p2p::{DEFAULT_P2P_PORT, Options};
+use kagami_registry::MirrorConfig;
+
+#[derive(Debug, Args)]
+pub struct P2pArgs {
+    /// Join the P2P network: advertise this node's images to peers and serve
+    /// what it lacks from them. Off by default, as in K3s.
+    #[arg(long, env = "KAGAMI_EMBEDDED_REGISTRY")]
+    embedded_registry: bool,
+
+    /// P2P port, the same on every node [default: 5001; also K3S_P2P_PORT].
+    #[arg(long, env = "KAGAMI_P2P_PORT")]
+    p2p_port: Option<u16>,
+
+    /// A peer to join through: a multiaddr (`/ip4/10.0.0.1/tcp/5001/p2p/12D3…`)
+    /// or `host:port`. Repeatable.
+    #[arg(
+        long = "bootstrap-peer",
+        env = "KAGAMI_BOOTSTRAP_PEERS",
+        value_delimiter = ','
+    )]
+    bootstrap_peers: Vec<String>,
+
+    /// The cluster's 32-byte pre-shared key [default: DATA_DIR/p2p/psk, created on first start].
+    #[arg(long, env = "KAGAMI_PSK_FILE")]
+    psk_file: Option<PathBuf>,
+
+    /// Resolve and advertise `latest` tags through peers (unsupported; also K3S_P2P_ENABLE_LATEST).
+    #[arg(long, env = "KAGAMI_P2P_ENABLE_LATEST")]
+    p2p_enable_latest: Option<bool>,
+
+    /// Longest wait for the DHT to name providers of a key.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    resolve_timeout: Duration,
+
+    /// Wait for a peer's first byte before racing a second peer (adapts downwards).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "300ms")]
+    first_byte_timeout: Duration,
+
+    /// Overall budget of a manifest, a HEAD or a blob's response head from peers.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    manifest_timeout: Duration,
+
+    /// Most providers asked for and tried per key.
+    #[arg(long, default_value_t = MirrorConfig::DEFAULT_MAX_PROVIDERS)]
+    max_providers: usize,
+}
+
+impl P2pArgs {
+    /// The node's P2P options, or `None` when the embedded registry is off.
+    pub fn options(&self, bind: IpAddr) -> anyhow::Result<Option<Options>> {
+        if !self.embedded_registry {
+            return Ok(None);
+        }
+        let port = match self.p2p_port {
+            Some(port) => port,
+            None => k3s_env("K3S_P2P_PORT")?.unwrap_or(DEFAULT_P2P_PORT),
+        };
+        let latest = match self.p2p_enable_latest {
+            Some(latest) => latest,
+            None => k3s_env("K3S_P2P_ENABLE_LATEST")?.unwrap_or(false),
+        };
+        let bootstrap = self
+            .bootstrap_peers
+            .iter()
+            .map(|peer| {
+                kagami_p2p::parse_bootstrap(peer)
+                    .with_context(|| format!("bad --bootstrap-peer {peer:?}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mirror = MirrorConfig {
+            resolve_latest: latest,
+            advertise_latest: latest,
+            resolve_timeout: self.resolve_timeout,
+            first_byte_timeout: self.first_byte_timeout,
+            manifest_timeout: self.manifest_timeout,
+            max_providers: self.max_providers,
+            ..MirrorConfig::default()
+        };
+        Ok(Some(Options {
+            listen: SocketAddr::new(bind, port),
+            bootstrap,
+            psk_file: self.psk_file.clone(),
+            mirror,
+        }))
+    }
+}
+
+/// A K3s variable, read only when kagami's own flag and variable are unset.
+fn k3s_env<T>(name: &str) -> anyhow::Result<Option<T>>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .map(Some)
+            .with_context(|| format!("bad {name}={value:?}")),
+        Err(_) => Ok(None),
+    }
+}
