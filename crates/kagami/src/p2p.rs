@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kagami_core::store::Store;
 use kagami_p2p::{AdvertisePolicy, Advertiser, Multiaddr, PeerId, Psk};
@@ -25,7 +26,7 @@ pub enum Error {
         path: PathBuf,
         /// What went wrong.
         #[source]
-        source: kagami_p2p::Error,
+        source: Box<kagami_p2p::Error>,
     },
     /// The libp2p node did not start (port in use, say).
     #[error("cannot start the P2P node on {listen}")]
@@ -34,7 +35,7 @@ pub enum Error {
         listen: SocketAddr,
         /// What went wrong.
         #[source]
-        source: kagami_p2p::Error,
+        source: Box<kagami_p2p::Error>,
     },
     /// The listen address cannot be a multiaddr (never happens for IP).
     #[error("cannot listen for P2P on {listen}")]
@@ -44,7 +45,7 @@ pub enum Error {
     },
     /// The mirror's HTTP client could not be built.
     #[error("cannot set up the mirror")]
-    Mirror(#[source] kagami_registry::Error),
+    Mirror(#[source] Box<kagami_registry::Error>),
 }
 
 /// How a node takes part in the P2P network.
@@ -59,6 +60,12 @@ pub struct Options {
     /// Budgets and policy of the mirror path; `advertise_latest` also
     /// governs the advertiser.
     pub mirror: MirrorConfig,
+    /// How long other nodes keep this node's provider records (default
+    /// 19 minutes, as Spegel): a withdrawn key may be found until then.
+    pub record_ttl: Duration,
+    /// How often each provided key is announced again (default 15
+    /// minutes); must be shorter than `record_ttl`.
+    pub republish_interval: Duration,
 }
 
 impl Default for Options {
@@ -68,6 +75,8 @@ impl Default for Options {
             bootstrap: Vec::new(),
             psk_file: None,
             mirror: MirrorConfig::default(),
+            record_ttl: kagami_p2p::DEFAULT_RECORD_TTL,
+            republish_interval: kagami_p2p::DEFAULT_REPUBLISH_INTERVAL,
         }
     }
 }
@@ -97,7 +106,7 @@ impl P2p {
             kagami_p2p::identity::load_or_create(&key_path).map_err(|source| Error::Material {
                 what: "the node's P2P identity",
                 path: key_path.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let psk = load_psk(data_dir, options.psk_file.as_deref())?;
 
@@ -106,11 +115,13 @@ impl P2p {
         config.bootstrap = options.bootstrap.clone();
         config.registry_port = registry_addr.port();
         config.lookup_timeout = options.mirror.resolve_timeout;
+        config.record_ttl = options.record_ttl;
+        config.republish_interval = options.republish_interval;
         let router = kagami_p2p::Router::start(config)
             .await
             .map_err(|source| Error::Start {
                 listen: options.listen,
-                source,
+                source: Box::new(source),
             })?;
         let shared: Arc<dyn kagami_core::router::Router> = Arc::new(router.clone());
         let advertiser = Advertiser::spawn(
@@ -128,7 +139,7 @@ impl P2p {
         }
         let mut mirror_config = options.mirror.clone();
         mirror_config.own_addrs.push(registry_addr);
-        let mirror = Mirror::new(shared, mirror_config).map_err(Error::Mirror)?;
+        let mirror = Mirror::new(shared, mirror_config).map_err(|e| Error::Mirror(Box::new(e)))?;
         tracing::info!(
             peer_id = %router.peer_id(),
             listen = ?router.listen_addrs(),
@@ -188,7 +199,7 @@ fn load_psk(data_dir: &Path, named: Option<&Path>) -> Result<Psk, Error> {
         move |source| Error::Material {
             what: "the P2P pre-shared key",
             path: path.to_owned(),
-            source,
+            source: Box::new(source),
         }
     }
     if let Some(path) = named {

@@ -92,6 +92,7 @@ impl P2pArgs {
             bootstrap,
             psk_file: self.psk_file.clone(),
             mirror,
+            ..Options::default()
         }))
     }
 }
