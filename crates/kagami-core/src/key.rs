@@ -49,11 +49,10 @@ impl FromStr for Key {
             input: excerpt(input),
             reason: reason.to_owned(),
         };
-        if input.starts_with("sha256:") || input.starts_with("sha512:") {
-            return input
-                .parse::<Digest>()
-                .map(Key::Digest)
-                .map_err(|e| err(&e.to_string()));
+        // `sha512:3/a/b` is a reference on a registry named `sha512:3`, so
+        // a failed digest parse falls through to the tag form.
+        if let Ok(digest) = input.parse::<Digest>() {
+            return Ok(Key::Digest(digest));
         }
         let reference = input
             .parse::<Reference>()
@@ -105,6 +104,14 @@ mod tests {
         let text = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         assert!(matches!(text.parse::<Key>().unwrap(), Key::Digest(_)));
         assert!("sha256:short".parse::<Key>().is_err());
+    }
+
+    #[test]
+    fn tag_key_on_a_registry_named_like_an_algorithm() {
+        let reference: Reference = "sha512:3/4/4".parse().unwrap();
+        let key = Key::for_tag(&reference).unwrap();
+        assert_eq!(key.to_string(), "sha512:3/4/4:latest");
+        assert_eq!(key.to_string().parse::<Key>().unwrap(), key);
     }
 
     #[test]
