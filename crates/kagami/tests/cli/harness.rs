@@ -1,12 +1,51 @@
 //! Runs the `kagami` binary: one-shot commands, and a server child process
-//! that is killed when the test lets go of it.
+//! that is killed when the test lets go of it; and polling with a deadline.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How long any condition may take to come true: generous for a loaded
+/// 2-core machine, since polling returns as soon as it holds.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `check` every 100 ms until it gives a value; panics, naming
+/// `what`, after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts `check` holds at every poll for `period` (a claim that
+/// something never happens can only be watched for a while).
+pub async fn stays<F, Fut>(what: &str, period: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let until = Instant::now() + period;
+    while Instant::now() < until {
+        assert!(check().await, "{what} stopped holding");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 /// The binary under test.
 pub fn kagami() -> Command {
@@ -43,6 +82,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Everything the server wrote to stderr so far.
     log: Arc<Mutex<String>>,
+    /// Disconnects when stderr has ended (the log is then complete).
+    log_done: std::sync::mpsc::Receiver<()>,
 }
 
 impl Server {
@@ -67,7 +108,10 @@ impl Server {
         let log = Arc::new(Mutex::new(String::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let sink = log.clone();
+        let (done_tx, log_done) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
+            // Dropped when stderr ends, which wakes `log_done`.
+            let _done = done_tx;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if line.contains("listening")
@@ -90,7 +134,12 @@ impl Server {
                 panic!("server did not start: {}", log.lock().expect("log lock"));
             }
         };
-        Server { child, addr, log }
+        Server {
+            child,
+            addr,
+            log,
+            log_done,
+        }
     }
 
     /// `http://ADDR`
@@ -108,6 +157,24 @@ impl Server {
         self.log.lock().expect("log lock").clone()
     }
 
+    /// `GET /debug/p2p`: the node's P2P status document.
+    pub async fn status(&self) -> serde_json::Value {
+        let response = crate::pull::client()
+            .get(format!("{}/debug/p2p", self.url()))
+            .send()
+            .await
+            .expect("status request reaches the server");
+        assert_eq!(response.status(), 200, "GET /debug/p2p");
+        let body = response.bytes().await.expect("status body");
+        serde_json::from_slice(&body).expect("status is JSON")
+    }
+
+    /// SIGKILL: the process dies at once, its connections cut mid-stream.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit; returns whether it exited cleanly.
     pub fn terminate(&mut self, within: Duration) -> bool {
         let pid = self.child.id().to_string();
@@ -119,6 +186,8 @@ impl Server {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().expect("wait on child") {
+                // The last lines may still be in the pipe: read them too.
+                let _ = self.log_done.recv_timeout(Duration::from_secs(5));
                 return status.success();
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -132,6 +201,22 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `kagami server` flags of a P2P node on an ephemeral loopback port
+/// in the network of `psk_file`, joining through the `bootstrap` peers.
+pub fn p2p_flags(psk_file: &Path, bootstrap: &[&str]) -> Vec<String> {
+    let mut flags = vec![
+        "--embedded-registry".to_owned(),
+        "--p2p-port".to_owned(),
+        "0".to_owned(),
+        "--psk-file".to_owned(),
+        psk_file.display().to_string(),
+    ];
+    for peer in bootstrap {
+        flags.extend(["--bootstrap-peer".to_owned(), (*peer).to_owned()]);
+    }
+    flags
 }
 
 /// The sha256 digest of a file, as `sha256:<hex>`.

@@ -1,7 +1,17 @@
-//! End-to-end tests of the `kagami` binary: the image commands, the node
-//! serving real clients (skopeo), logs and shutdown.
+//! End-to-end tests of the `kagami` binary and of nodes pulling through
+//! each other: the image commands, the node serving real clients
+//! (skopeo), logs and shutdown; the P2P mirror between real libp2p nodes,
+//! in-process (`cluster`) and as killable child processes (`harness`).
 
+mod cluster;
+mod corrupt;
+mod demo;
+mod failover;
 mod harness;
 mod images;
+mod mirror;
+mod psk;
+mod pull;
 mod server;
 mod skopeo;
+mod withdraw;

@@ -1,5 +1,6 @@
-//! skopeo, an independent OCI client, pulls from a running node; every
-//! digest it receives must be the source archive's.
+//! skopeo, an independent OCI client, pulls from a running node, and
+//! through a node that only finds the image on a peer; every digest it
+//! receives must be the source archive's.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -7,7 +8,9 @@ use std::process::Command;
 
 use kagami_store::testing::{ArchiveFormat, BuiltImage, Compression, ImageSpec, write_archive};
 
+use crate::cluster::{Cluster, archive, hold, keys};
 use crate::harness::{Server, require, run_ok, sha256_file};
+use crate::pull::eventually_manifest;
 
 fn skopeo(args: &[&str]) -> String {
     let output = Command::new("skopeo")
@@ -116,4 +119,43 @@ fn skopeo_pulls_every_platform_of_an_index_by_digest_from_a_non_default_registry
     ]);
     assert_eq!(layout_digests(&out), expected_digests(&built[0]));
     assert_eq!(built[0].manifests.len(), 3, "an index and two manifests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_pulls_through_a_node_that_finds_the_image_on_a_peer() {
+    require("skopeo");
+    let cluster = Cluster::start(3).await;
+    let [_, holder, puller] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    // No `?ns=` from skopeo: the node takes the name as Docker Hub's.
+    let spec = ImageSpec::new("docker.io/library/relayed:1", &[300_000, 70_000, 1_500_000]).seed(8);
+    let (archive, image) = archive(cluster.dir(), spec).await;
+    cluster.joined().await;
+    hold(holder, &archive, keys(&image)).await;
+    let host = puller.registry_addr();
+    eventually_manifest(host, &image.reference, "1", &image.digest).await;
+
+    let out = cluster.dir().join("pulled");
+    let source = format!("docker://{host}/library/relayed:1");
+    let args = [
+        "copy".to_owned(),
+        "--preserve-digests".to_owned(),
+        "--src-tls-verify=false".to_owned(),
+        source.clone(),
+        format!("oci:{}:relayed", out.display()),
+    ];
+    let inspected = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        skopeo(&args);
+        // Tag lists are not mirrored (containerd never asks for them).
+        skopeo(&["inspect", "--no-tags", "--tls-verify=false", &source])
+    })
+    .await
+    .unwrap();
+    assert_eq!(layout_digests(&out), expected_digests(&image));
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(inspected["Digest"], image.digest.to_string());
+    assert_eq!(puller.mirror_stats().unwrap().bytes_relayed().len(), 1);
+    cluster.shutdown().await;
 }
