@@ -1,0 +1,130 @@
+//! Rendering one registry's `hosts.toml`: pure, deterministic text.
+
+use std::fmt::Write;
+use std::path::PathBuf;
+
+/// The registry name whose file applies to every registry without its own.
+pub const DEFAULT_REGISTRY: &str = "_default";
+
+/// This node's registry, as containerd should reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorEndpoint {
+    /// Its URL including the API path, e.g. `https://127.0.0.1:6443/v2`
+    /// (containerd appends `/<repository>/manifests/…` to it).
+    pub url: String,
+    /// The CA certificate containerd verifies the endpoint with.
+    pub ca: Option<PathBuf>,
+    /// The client certificate and key containerd presents.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+/// The upstream containerd falls back to for `registry`: Docker Hub's API
+/// host for `docker.io`, `https://<host>` for any other, none for
+/// `_default`.
+pub fn default_upstream(registry: &str) -> Option<String> {
+    match registry {
+        DEFAULT_REGISTRY => None,
+        "docker.io" => Some("https://registry-1.docker.io".to_owned()),
+        host => Some(format!("https://{host}")),
+    }
+}
+
+/// The `hosts.toml` for `registry` (a host such as `docker.io`, or
+/// `_default`): `server` is `upstream` or [`default_upstream`], then this
+/// node's registry and each of `endpoints`, in that order, each with the
+/// `pull` and `resolve` capabilities.
+pub fn render(
+    mirror: &MirrorEndpoint,
+    registry: &str,
+    endpoints: &[String],
+    upstream: Option<String>,
+) -> String {
+    let mut out = String::from(
+        "# Written by kagami: its mirror first, then the listed endpoints.\n\
+         # `kagami cleanup` puts back whatever was here before.\n",
+    );
+    if let Some(server) = upstream.or_else(|| default_upstream(registry)) {
+        let _ = writeln!(out, "server = {}", quote(&server));
+    }
+    host(&mut out, &mirror.url);
+    if let Some(ca) = &mirror.ca {
+        let _ = writeln!(out, "  ca = {}", quote(&ca.to_string_lossy()));
+    }
+    if let Some((cert, key)) = &mirror.client {
+        let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+        let _ = writeln!(out, "  client = [[{}, {}]]", quote(&cert), quote(&key));
+    }
+    for endpoint in endpoints {
+        host(&mut out, endpoint);
+    }
+    out
+}
+
+fn host(out: &mut String, url: &str) {
+    let _ = write!(
+        out,
+        "\n[host.{}]\n  capabilities = [\"pull\", \"resolve\"]\n",
+        quote(url)
+    );
+}
+
+/// A TOML basic string.
+fn quote(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(quoted, "\\u{:04X}", u32::from(c));
+            }
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mirror() -> MirrorEndpoint {
+        MirrorEndpoint {
+            url: "https://127.0.0.1:6443/v2".to_owned(),
+            ca: None,
+            client: None,
+        }
+    }
+
+    #[test]
+    fn docker_hub_falls_back_to_its_api_host() {
+        let text = render(&mirror(), "docker.io", &[], None);
+        let doc: toml_edit::DocumentMut = text.parse().unwrap();
+        assert_eq!(doc["server"].as_str(), Some("https://registry-1.docker.io"));
+        let hosts: Vec<_> = doc["host"]
+            .as_table()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(hosts, ["https://127.0.0.1:6443/v2"]);
+    }
+
+    #[test]
+    fn default_has_no_server_and_an_explicit_upstream_wins() {
+        assert!(!render(&mirror(), "_default", &[], None).contains("server"));
+        let text = render(&mirror(), "quay.io", &[], Some("https://q.internal".into()));
+        assert!(text.contains("server = \"https://q.internal\"\n"));
+    }
+
+    #[test]
+    fn quotes_what_toml_needs_quoted() {
+        let mut m = mirror();
+        m.ca = Some(PathBuf::from("/odd \"dir\"\\ca.pem"));
+        let doc: toml_edit::DocumentMut = render(&m, "docker.io", &[], None).parse().unwrap();
+        let ca = doc["host"]["https://127.0.0.1:6443/v2"]["ca"].as_str();
+        assert_eq!(ca, Some("/odd \"dir\"\\ca.pem"));
+    }
+}

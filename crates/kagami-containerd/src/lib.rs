@@ -1,0 +1,16 @@
+//! kagami's containerd edge: [`Containerd`], the [`Store`](kagami_core::store::Store)
+//! backend that serves what a node's containerd holds (image records and
+//! content over containerd's gRPC API, content bytes straight from its
+//! content directory when readable), and [`hosts`], which renders and
+//! writes containerd's `hosts.toml` mirror configuration without losing the
+//! operator's own files. Wiring both into a node is the `kagami` crate's job.
+
+mod catalogue;
+mod client;
+mod content;
+mod error;
+pub mod hosts;
+mod store;
+
+pub use error::Error;
+pub use store::{Config, Containerd, RESYNC_EVERY};
