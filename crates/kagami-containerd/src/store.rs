@@ -238,16 +238,8 @@ impl Store for Containerd {
 
     async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<BlobStream, Error> {
         let info = self.stat(digest).await?;
-        let Range { start, end } = range.unwrap_or(0..info.size);
-        if start > end || end > info.size {
-            return Err(Error::RangeOutOfBounds {
-                digest: digest.clone(),
-                start,
-                end,
-                size: info.size,
-            });
-        }
-        self.content.open(digest, start..end).await
+        let range = kagami_core::store::span(digest, info.size, range)?;
+        self.content.open(digest, range).await
     }
 
     /// Only [`Event::Resync`], every [`RESYNC_EVERY`], until this backend

@@ -127,6 +127,22 @@ impl Error {
     }
 }
 
+/// The bytes a read of `range` covers in content of `size` bytes (all of
+/// them for `None`), or [`Error::RangeOutOfBounds`]; every backend's
+/// [`Store::read`] checks its range with this.
+pub fn span(digest: &Digest, size: u64, range: Option<Range<u64>>) -> Result<Range<u64>, Error> {
+    let range = range.unwrap_or(0..size);
+    if range.start > range.end || range.end > size {
+        return Err(Error::RangeOutOfBounds {
+            digest: digest.clone(),
+            start: range.start,
+            end: range.end,
+            size,
+        });
+    }
+    Ok(range)
+}
+
 /// What a node holds. Every method is safe to cancel: dropping a future or
 /// a [`BlobStream`] part-way leaves the store as it was and frees what the
 /// read held.

@@ -241,18 +241,6 @@ pub enum Error {
         /// The digest looked up.
         digest: Digest,
     },
-    /// A byte range lies outside the content.
-    #[error("range {start}..{end} is outside {digest} of {size} bytes")]
-    RangeOutOfBounds {
-        /// The content.
-        digest: Digest,
-        /// First byte asked for.
-        start: u64,
-        /// One past the last byte asked for.
-        end: u64,
-        /// The content's size.
-        size: u64,
-    },
     /// A blob file could not be opened or read.
     #[error("cannot read content {digest} from {path}")]
     ReadContent {
@@ -296,17 +284,6 @@ impl From<Error> for store::Error {
             Error::ImageNotFound { reference } => store::Error::ImageNotFound { reference },
             Error::ContentNotFound { digest } => store::Error::ContentNotFound { digest },
             Error::NotAManifest { digest } => store::Error::NotAManifest { digest },
-            Error::RangeOutOfBounds {
-                digest,
-                start,
-                end,
-                size,
-            } => store::Error::RangeOutOfBounds {
-                digest,
-                start,
-                end,
-                size,
-            },
             other => store::Error::Backend {
                 operation: other.operation(),
                 source: Box::new(other),

@@ -102,16 +102,7 @@ impl Store for Layout {
         range: Option<Range<u64>>,
     ) -> Result<BlobStream, store::Error> {
         let info = self.content(digest)?;
-        let Range { start, end } = range.unwrap_or(0..info.size);
-        if start > end || end > info.size {
-            return Err(Error::RangeOutOfBounds {
-                digest: digest.clone(),
-                start,
-                end,
-                size: info.size,
-            }
-            .into());
-        }
+        let Range { start, end } = store::span(digest, info.size, range)?;
         let mut file = self.open_content(digest).await?;
         let read_err = |source| Error::ReadContent {
             digest: digest.clone(),
@@ -134,9 +125,11 @@ impl Store for Layout {
         if start > 0 {
             file.seek(SeekFrom::Start(start)).await.map_err(read_err)?;
         }
+        // A small blob gets a buffer of its own size, not a whole chunk.
+        let capacity = usize::try_from(end - start).map_or(CHUNK, |n| n.clamp(1, CHUNK));
         Ok(Box::pin(ReaderStream::with_capacity(
             file.take(end - start),
-            CHUNK,
+            capacity,
         )))
     }
 
