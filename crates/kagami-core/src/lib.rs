@@ -10,6 +10,7 @@
 
 mod digest;
 mod error_code;
+mod hasher;
 mod key;
 mod media_type;
 mod name;
@@ -20,6 +21,7 @@ pub mod store;
 
 pub use digest::{Algorithm, Digest};
 pub use error_code::ErrorCode;
+pub use hasher::Hasher;
 pub use key::Key;
 pub use media_type::MediaType;
 pub use name::{Registry, Repository, Tag};

@@ -1,46 +1,16 @@
 //! Checking what peers send against the digest it must have: a running
 //! hash for streamed blobs, and the whole-bytes check of a manifest.
 
-use kagami_core::{Algorithm, Digest};
-use sha2::Digest as _;
+use kagami_core::Digest;
 
 use super::fetch::AttemptError;
 use crate::path::TagOrDigest;
 
-/// A hash computed as bytes pass.
-pub(super) enum Hasher {
-    Sha256(sha2::Sha256),
-    Sha512(sha2::Sha512),
-}
-
-impl Hasher {
-    pub(super) fn new(algorithm: Algorithm) -> Hasher {
-        match algorithm {
-            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
-        }
-    }
-
-    pub(super) fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Hasher::Sha256(hasher) => hasher.update(bytes),
-            Hasher::Sha512(hasher) => hasher.update(bytes),
-        }
-    }
-
-    pub(super) fn finish(self) -> Digest {
-        match self {
-            Hasher::Sha256(hasher) => Digest::from_hash(Algorithm::Sha256, &hasher.finalize()),
-            Hasher::Sha512(hasher) => Digest::from_hash(Algorithm::Sha512, &hasher.finalize()),
-        }
-    }
-}
+pub(super) use kagami_core::Hasher;
 
 /// The digest of `bytes` by the algorithm of `like`.
 pub(super) fn digest_of(like: &Digest, bytes: &[u8]) -> Digest {
-    let mut hasher = Hasher::new(like.algorithm());
-    hasher.update(bytes);
-    hasher.finish()
+    Hasher::digest(like.algorithm(), bytes)
 }
 
 /// Whether `bytes` have the digest `expected`.
@@ -84,6 +54,7 @@ pub(super) fn manifest(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kagami_core::Algorithm;
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
