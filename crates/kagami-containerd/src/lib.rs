@@ -14,3 +14,6 @@ mod store;
 
 pub use error::Error;
 pub use store::{Config, Containerd, RESYNC_EVERY};
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use kagami::{DEFAULT_DATA_DIR, DEFAULT_REGISTRY_PORT, Node};
+use kagami::{DEFAULT_DATA_DIR, DEFAULT_REGISTRY_PORT, Node, StoreChoice};
 use kagami_core::Registry;
 
 use crate::image;
@@ -58,8 +58,35 @@ struct ServerArgs {
     #[arg(long, env = "KAGAMI_DEFAULT_REGISTRY", default_value = "docker.io")]
     default_registry: Registry,
 
+    /// Which image store to serve: `auto` uses containerd when its socket exists, else the built-in store.
+    #[arg(long, env = "KAGAMI_STORE", value_enum, default_value_t = StoreKind::Auto)]
+    store: StoreKind,
+
+    /// containerd's gRPC socket.
+    #[arg(
+        long,
+        env = "KAGAMI_CONTAINERD_ADDRESS",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    containerd_address: PathBuf,
+
+    /// containerd namespace whose images are served (Kubernetes uses k8s.io).
+    #[arg(long, env = "KAGAMI_CONTAINERD_NAMESPACE", default_value = "k8s.io")]
+    containerd_namespace: String,
+
+    /// containerd's content directory, read directly [default: asked of containerd].
+    #[arg(long, env = "KAGAMI_CONTAINERD_CONTENT_DIR")]
+    containerd_content_dir: Option<PathBuf>,
+
     #[command(flatten)]
     p2p: crate::p2p_flags::P2pArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StoreKind {
+    Auto,
+    Containerd,
+    Layout,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,7 +151,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %args.data_dir.path.display(), "kagami starting");
+    let containerd = kagami_containerd::Config {
+        address: args.containerd_address,
+        namespace: args.containerd_namespace,
+        content_dir: args.containerd_content_dir,
+    };
+    let store = match args.store {
+        StoreKind::Auto => StoreChoice::Auto(containerd),
+        StoreKind::Containerd => StoreChoice::Containerd(containerd),
+        StoreKind::Layout => StoreChoice::Layout,
+    };
     let mut builder = Node::builder()
+        .store(store)
         .data_dir(&args.data_dir.path)
         .listen(SocketAddr::new(args.bind_address, args.https_listen_port))
         .registry(kagami_registry::Config {

@@ -102,6 +102,7 @@ async fn demo(nodes: &[DemoNode], args: &DemoArgs, dir: &std::path::Path) -> any
     holder
         .node
         .layout()
+        .context("node-0 has no built-in store")?
         .import(&archive)
         .await
         .context("cannot import the sample image into node-0")?;

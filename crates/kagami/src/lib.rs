@@ -10,7 +10,7 @@ mod node;
 pub mod p2p;
 mod status;
 
-pub use node::{Builder, Error, Node};
+pub use node::{Builder, Error, Node, StoreChoice};
 
 /// Default port of the registry API, the one K3s's embedded mirror uses.
 pub const DEFAULT_REGISTRY_PORT: u16 = 6443;

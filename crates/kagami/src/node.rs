@@ -22,6 +22,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Why a node could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// containerd's store was asked for and could not be reached.
+    #[error("cannot use containerd at {address}")]
+    Containerd {
+        /// containerd's socket.
+        address: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: Box<kagami_containerd::Error>,
+    },
     /// The built-in store could not be opened.
     #[error("cannot open the image store in {path}")]
     OpenStore {
@@ -51,6 +60,17 @@ pub enum Error {
     Join(#[source] tokio::task::JoinError),
 }
 
+/// Which image store a node serves.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// containerd when its socket exists, else the built-in store.
+    Auto(kagami_containerd::Config),
+    /// containerd's content store, over its gRPC API.
+    Containerd(kagami_containerd::Config),
+    /// The built-in OCI image-layout store in the data directory.
+    Layout,
+}
+
 /// Settings for a node; see [`Node::builder`].
 #[derive(Debug, Clone)]
 pub struct Builder {
@@ -58,6 +78,7 @@ pub struct Builder {
     listen: SocketAddr,
     registry: kagami_registry::Config,
     p2p: Option<p2p::Options>,
+    store: StoreChoice,
 }
 
 impl Default for Builder {
@@ -67,6 +88,7 @@ impl Default for Builder {
             listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_REGISTRY_PORT)),
             registry: kagami_registry::Config::default(),
             p2p: None,
+            store: StoreChoice::Layout,
         }
     }
 }
@@ -91,6 +113,12 @@ impl Builder {
         self
     }
 
+    /// Which store to serve (default: the built-in one).
+    pub fn store(mut self, choice: StoreChoice) -> Builder {
+        self.store = choice;
+        self
+    }
+
     /// Joins the P2P network: advertise what the store holds, and serve
     /// misses from peers. Without it the node serves only its own store.
     pub fn p2p(mut self, options: p2p::Options) -> Builder {
@@ -101,20 +129,13 @@ impl Builder {
     /// Opens the store, binds the registry port, joins the P2P network if
     /// asked to, and starts serving.
     pub async fn start(self) -> Result<Node, Error> {
-        let store_dir = layout_dir(&self.data_dir);
-        let layout = Layout::open(&store_dir)
-            .await
-            .map_err(|source| Error::OpenStore {
-                path: store_dir.clone(),
-                source: Box::new(source),
-            })?;
+        let (store, layout) = self.open_store().await?;
         let bind_error = |source| Error::Bind {
             addr: self.listen,
             source,
         };
         let listener = TcpListener::bind(self.listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
-        let store: Arc<dyn Store> = Arc::new(layout.clone());
         let readiness = Readiness::new();
 
         let p2p = match &self.p2p {
@@ -148,9 +169,8 @@ impl Builder {
         readiness.set_ready(true);
         tracing::info!(
             %addr,
-            store = %store_dir.display(),
             default_registry = %self.registry.default_registry,
-            "node serving the built-in store over plain HTTP"
+            "node serving over plain HTTP"
         );
         Ok(Node {
             addr,
@@ -162,12 +182,53 @@ impl Builder {
     }
 }
 
+impl Builder {
+    /// Opens the chosen store, saying in the log which one it is.
+    async fn open_store(&self) -> Result<(Arc<dyn Store>, Option<Layout>), Error> {
+        let containerd = match &self.store {
+            StoreChoice::Layout => None,
+            StoreChoice::Containerd(config) => Some(config),
+            StoreChoice::Auto(config) if config.address.exists() => Some(config),
+            StoreChoice::Auto(config) => {
+                tracing::info!(
+                    socket = %config.address.display(),
+                    "no containerd socket: using the built-in store"
+                );
+                None
+            }
+        };
+        if let Some(config) = containerd {
+            let store = kagami_containerd::Containerd::connect(config.clone())
+                .await
+                .map_err(|source| Error::Containerd {
+                    address: config.address.clone(),
+                    source: Box::new(source),
+                })?;
+            tracing::info!(
+                socket = %config.address.display(),
+                namespace = %config.namespace,
+                "store: containerd"
+            );
+            return Ok((Arc::new(store), None));
+        }
+        let dir = layout_dir(&self.data_dir);
+        let layout = Layout::open(&dir)
+            .await
+            .map_err(|source| Error::OpenStore {
+                path: dir.clone(),
+                source: Box::new(source),
+            })?;
+        tracing::info!(path = %dir.display(), "store: built-in OCI image layout");
+        Ok((Arc::new(layout.clone()), Some(layout)))
+    }
+}
+
 /// A running node. Dropping it stops the registry as [`Node::shutdown`]
 /// does, without waiting.
 #[derive(Debug)]
 pub struct Node {
     addr: SocketAddr,
-    layout: Layout,
+    layout: Option<Layout>,
     p2p: Option<P2p>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
@@ -184,9 +245,10 @@ impl Node {
         self.addr
     }
 
-    /// The node's built-in store (to import into, list, remove from).
-    pub fn layout(&self) -> &Layout {
-        &self.layout
+    /// The node's built-in store (to import into, list, remove from),
+    /// when it serves that one.
+    pub fn layout(&self) -> Option<&Layout> {
+        self.layout.as_ref()
     }
 
     /// The P2P side, when the node joined the network.

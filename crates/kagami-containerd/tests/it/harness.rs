@@ -14,7 +14,7 @@ use kagami_core::store::{Error, Image, Store};
 use kagami_store::conformance::Harness;
 use kagami_store::testing::{ArchiveFormat, BuiltImage, Compression, ImageSpec, write_archive};
 
-use crate::daemon::Daemon;
+use kagami_containerd::testing::Daemon;
 
 /// How long removed content may take to disappear from containerd.
 const GC_DEADLINE: Duration = Duration::from_secs(20);

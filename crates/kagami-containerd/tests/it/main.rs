@@ -1,7 +1,6 @@
 //! kagami-containerd's integration tests: the `Store` backend against a
 //! real containerd started per test, and the `hosts.toml` golden files.
 
-mod daemon;
 mod golden;
 mod harness;
 mod hosts;

@@ -15,8 +15,8 @@ use kagami_store::conformance;
 use kagami_store::testing::{ArchiveFormat, ImageSpec};
 use sha2::{Digest as _, Sha256};
 
-use crate::daemon::{Daemon, NAMESPACE};
 use crate::harness::CtrHarness;
+use kagami_containerd::testing::{Daemon, NAMESPACE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_store_conformance_kit() {

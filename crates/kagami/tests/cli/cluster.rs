@@ -159,6 +159,6 @@ pub async fn archive(dir: &Path, spec: ImageSpec) -> (PathBuf, BuiltImage) {
 /// Imports `archive` into `node` and waits until `keys` keys (all the
 /// node then holds) are advertised.
 pub async fn hold(node: &Node, archive: &Path, keys: usize) {
-    node.layout().import(archive).await.unwrap();
+    node.layout().unwrap().import(archive).await.unwrap();
     advertised(node, keys).await;
 }

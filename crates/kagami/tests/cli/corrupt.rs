@@ -22,6 +22,7 @@ async fn corrupt_bytes_from_a_provider_are_never_passed_on_whole_and_it_is_skipp
     // Same size, a few bytes flipped: the layout serves the file as it is.
     let file = corrupt
         .layout()
+        .unwrap()
         .root()
         .join("blobs/sha256")
         .join(layer.hex());

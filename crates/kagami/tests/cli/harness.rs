@@ -97,6 +97,12 @@ impl Server {
                 "--bind-address",
                 "127.0.0.1",
             ])
+            // A machine running containerd must not change what these tests serve.
+            .args(if extra.contains(&"--store") {
+                &[][..]
+            } else {
+                &["--store", "layout"][..]
+            })
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)

@@ -4,6 +4,7 @@
 //! in-process (`cluster`) and as killable child processes (`harness`).
 
 mod cluster;
+mod containerd;
 mod corrupt;
 mod demo;
 mod failover;

@@ -40,8 +40,24 @@ async fn a_node_without_the_image_serves_it_by_tag_and_digest_from_its_holder() 
         "{relayed:?}"
     );
     assert!(relayed[&holder_id] >= layers, "{relayed:?}");
-    assert!(puller.layout().list_images().await.unwrap().is_empty());
-    assert!(puller.layout().list_content().await.unwrap().is_empty());
+    assert!(
+        puller
+            .layout()
+            .unwrap()
+            .list_images()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        puller
+            .layout()
+            .unwrap()
+            .list_content()
+            .await
+            .unwrap()
+            .is_empty()
+    );
     cluster.shutdown().await;
 }
 

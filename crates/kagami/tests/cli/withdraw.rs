@@ -34,7 +34,12 @@ async fn a_removed_image_is_404_at_once_and_unfindable_after_the_record_ttl() {
     let layer_key = Key::Digest(layer.clone());
     assert_eq!(providers(observer, &layer_key).await.len(), 1);
 
-    holder.layout().remove(&image.reference).await.unwrap();
+    holder
+        .layout()
+        .unwrap()
+        .remove(&image.reference)
+        .await
+        .unwrap();
     // The holder answers peers from its own store only: from now on the
     // puller's cached providers lead nowhere.
     assert_eq!(manifest(addr, &image.reference, "1").await.status(), 404);

@@ -1,11 +1,13 @@
-//! A real containerd per test: its own root, state, socket and config in a
-//! temp dir, the CRI plugin off, killed on drop; and `ctr` against it.
+//! A real containerd for tests (this crate's and the binary's): its own
+//! root, state, socket and config in a temp dir, the CRI plugin off, killed
+//! on drop; and `ctr` against it. Panics, with containerd's log, when
+//! containerd cannot be started: tests must fail, not skip.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kagami_containerd::Config;
+use crate::Config;
 
 /// How long containerd may take to start serving its socket.
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -14,6 +16,7 @@ const CTR_DEADLINE: Duration = Duration::from_secs(120);
 /// The namespace the tests use, as Kubernetes does.
 pub const NAMESPACE: &str = "k8s.io";
 
+/// A running containerd, stopped when dropped.
 pub struct Daemon {
     child: Child,
     socket: PathBuf,
@@ -24,6 +27,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts containerd and waits (bounded) until its socket answers.
     pub fn start() -> Daemon {
         if Command::new("containerd")
             .arg("--version")
@@ -34,7 +38,7 @@ impl Daemon {
                 "containerd is not installed: run scripts/install-deps (Debian's containerd ships containerd and ctr)"
             );
         }
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("containerd test setup");
         let root = dir.path().join("root");
         let socket = dir.path().join("c.sock");
         let config = dir.path().join("config.toml");
@@ -59,15 +63,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
             state = dir.path().join("state").display(),
             socket = socket.display(),
         );
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, text).expect("containerd test setup");
         let child = Command::new("containerd")
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(std::fs::File::create(&log).expect("containerd test setup"))
+            .stderr(std::fs::File::create(&log).expect("containerd test setup"))
             .spawn()
-            .unwrap();
+            .expect("containerd test setup");
         let mut daemon = Daemon {
             child,
             socket,
@@ -102,10 +106,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
         }
     }
 
+    /// What containerd has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// containerd's gRPC socket.
     pub fn socket(&self) -> &Path {
         &self.socket
     }
@@ -115,6 +121,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
         self.root.join("io.containerd.content.v1.content")
     }
 
+    /// A store configuration for this containerd, in [`NAMESPACE`].
     pub fn config(&self) -> Config {
         Config {
             address: self.socket.clone(),
