@@ -171,34 +171,24 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(options) = args.p2p.options(args.bind_address)? {
         builder = builder.p2p(options);
     }
+    let signal = shutdown_signal()?;
     let node = builder.start().await.context("cannot start the node")?;
-    node.run_until(shutdown_signal()).await?;
+    node.run_until(signal).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops kagami");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+/// Installs the SIGINT and SIGTERM handlers now, so that a signal that
+/// arrives while the node starts is not lost to the default action, and
+/// returns a future that resolves on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => tracing::info!("SIGINT received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
             _ = terminate.recv() => tracing::info!("SIGTERM received"),
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    })
 }
