@@ -5,7 +5,7 @@
 //! holds are kept, so a node that pulled one platform of an index serves
 //! just that platform.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use kagami_core::store::{ContentInfo, ContentKind, Error, Image};
 use kagami_core::{Digest, MediaType};
@@ -20,6 +20,10 @@ const MANIFEST_LIMIT: u64 = 4 << 20;
 #[derive(Debug, Default)]
 pub(crate) struct Catalogue {
     pub(crate) content: HashMap<Digest, ContentInfo>,
+    /// Configs and layers of held manifests that containerd does not hold.
+    /// (Manifests an index names but that are absent are not listed: a node
+    /// pulls only its own platform.)
+    pub(crate) missing: BTreeSet<Digest>,
 }
 
 /// The parts of a manifest or index that point further.
@@ -66,6 +70,9 @@ impl Catalogue {
                 continue;
             }
             let Some(&size) = held.get(&visit.digest) else {
+                if !visit.may_be_manifest {
+                    catalogue.missing.insert(visit.digest);
+                }
                 continue;
             };
             let kind = if visit.may_be_manifest && size <= MANIFEST_LIMIT {

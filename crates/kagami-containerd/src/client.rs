@@ -68,6 +68,16 @@ impl Client {
         request
     }
 
+    /// The namespace calls are made in.
+    pub(crate) fn namespace(&self) -> &str {
+        // Built from a `&str` in `new`, so it is always visible ASCII.
+        self.namespace.to_str().unwrap_or_default()
+    }
+
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     pub(crate) fn content(&self) -> ContentClient<Channel> {
         // Manifests are small but a gRPC read chunk may be up to 1 MiB.
         ContentClient::new(self.channel.clone()).max_decoding_message_size(16 << 20)
@@ -79,11 +89,15 @@ impl Client {
 
     /// Checks that containerd answers at all.
     pub(crate) async fn ping(&self, address: &Path) -> Result<(), Error> {
+        self.version()
+            .await
+            .map_err(|status| connect_error(address, status))
+    }
+
+    /// Asks containerd its version, to see that it answers.
+    pub(crate) async fn version(&self) -> Result<(), Status> {
         let mut version = VersionClient::new(self.channel.clone());
-        match version.version(Request::new(())).await {
-            Ok(_) => Ok(()),
-            Err(status) => Err(connect_error(address, status)),
-        }
+        version.version(Request::new(())).await.map(drop)
     }
 
     /// The content directory, as containerd's introspection API reports it.

@@ -11,9 +11,10 @@ mod content;
 mod error;
 pub mod hosts;
 mod store;
+mod watch;
 
 pub use error::Error;
-pub use store::{Config, Containerd, RESYNC_EVERY};
+pub use store::{Config, Containerd};
 
 #[cfg(feature = "testing")]
 pub mod testing;

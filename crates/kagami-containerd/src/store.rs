@@ -4,6 +4,7 @@
 //! rebuilt after [`CATALOGUE_TTL`], on a miss once it is older than
 //! [`REBUILD_ON_MISS`], or when [`Containerd::refresh`] asks.
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,9 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use containerd_client::services::v1::ListImagesRequest;
-use kagami_core::store::{
-    BlobStream, ContentInfo, ContentKind, Error, Event, EventStream, Image, Store,
-};
+use kagami_core::store::{BlobStream, ContentInfo, ContentKind, Error, EventStream, Image, Store};
 use kagami_core::{Digest, MediaType, Reference};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -22,6 +21,7 @@ use crate::catalogue::Catalogue;
 use crate::client::Client;
 use crate::content::Content;
 use crate::error::backend;
+use crate::watch::Watcher;
 
 /// How long a catalogue is trusted for listings and lookups that hit.
 const CATALOGUE_TTL: Duration = Duration::from_secs(5);
@@ -29,10 +29,9 @@ const CATALOGUE_TTL: Duration = Duration::from_secs(5);
 /// content imported a moment ago is found while a flood of unknown digests
 /// does not make containerd walk every image each time.
 const REBUILD_ON_MISS: Duration = Duration::from_secs(1);
-/// How often [`Store::events`] yields [`Event::Resync`]: until this backend
-/// subscribes to containerd's events, subscribers poll the store at this
-/// pace. It stays under the conformance kit's 15 s event deadline.
-pub const RESYNC_EVERY: Duration = Duration::from_secs(10);
+
+/// A catalogue and when its building started.
+type Built = (Instant, Arc<Catalogue>);
 
 /// Where containerd is and what to serve from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,11 +62,15 @@ impl Default for Config {
 /// [`Store`]. Only content reachable from named images is served; CRI's
 /// `sha256:<id>` records, digest-only records and names that are not
 /// references are not images.
-#[derive(Debug)]
+///
+/// Clones share one connection and one catalogue.
+#[derive(Debug, Clone)]
 pub struct Containerd {
-    client: Client,
-    content: Content,
-    catalogue: Mutex<Option<(Instant, Arc<Catalogue>)>>,
+    pub(crate) client: Client,
+    pub(crate) content: Content,
+    catalogue: Arc<Mutex<Option<Built>>>,
+    /// Digests already reported missing, so each is logged once.
+    reported_missing: Arc<std::sync::Mutex<HashSet<Digest>>>,
 }
 
 impl Containerd {
@@ -86,7 +89,8 @@ impl Containerd {
         Ok(Containerd {
             content: Content::new(client.clone(), dir),
             client,
-            catalogue: Mutex::new(None),
+            catalogue: Arc::default(),
+            reported_missing: Arc::default(),
         })
     }
 
@@ -98,7 +102,7 @@ impl Containerd {
 
     /// The catalogue, rebuilt first if it is older than `max_age`. Callers
     /// queue behind one rebuild rather than each walking containerd.
-    async fn catalogue(&self, max_age: Duration) -> Result<Arc<Catalogue>, Error> {
+    pub(crate) async fn catalogue(&self, max_age: Duration) -> Result<Arc<Catalogue>, Error> {
         let mut cached = self.catalogue.lock().await;
         if let Some((built, catalogue)) = cached.as_ref()
             && built.elapsed() < max_age
@@ -108,8 +112,31 @@ impl Containerd {
         let started = Instant::now();
         let images = self.images().await?;
         let catalogue = Arc::new(Catalogue::build(&images, &self.content).await?);
+        self.report_missing(&catalogue);
         *cached = Some((started, catalogue.clone()));
         Ok(catalogue)
+    }
+
+    /// Logs, once per digest, the configs and layers that images name but
+    /// containerd does not hold (`discard_unpacked_layers` deletes layers
+    /// after unpacking): they are neither served nor advertised.
+    fn report_missing(&self, catalogue: &Catalogue) {
+        let mut reported = self
+            .reported_missing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let new: Vec<&Digest> = catalogue
+            .missing
+            .iter()
+            .filter(|digest| reported.insert((*digest).clone()))
+            .collect();
+        if let Some(first) = new.first() {
+            tracing::warn!(
+                count = new.len(),
+                first = %first,
+                "images name layers that containerd's content store does not hold (discard_unpacked_layers?); they are not served or advertised"
+            );
+        }
     }
 
     /// The kind of a reachable digest, rebuilding a catalogue that misses.
@@ -126,7 +153,7 @@ impl Containerd {
     }
 
     /// Every image record that is a named, tagged image.
-    async fn images(&self) -> Result<Vec<Image>, Error> {
+    pub(crate) async fn images(&self) -> Result<Vec<Image>, Error> {
         let request = self.client.request(ListImagesRequest { filters: vec![] });
         let response = self.client.images().list(request).await;
         let records = response
@@ -242,13 +269,9 @@ impl Store for Containerd {
         self.content.open(digest, range).await
     }
 
-    /// Only [`Event::Resync`], every [`RESYNC_EVERY`], until this backend
-    /// watches containerd's event stream.
+    /// Follows containerd's own event stream; see [`crate::watch`].
     fn events(&self) -> EventStream {
-        let first = Instant::now() + RESYNC_EVERY;
-        Box::pin(futures::stream::unfold(first, |next| async move {
-            tokio::time::sleep_until(next).await;
-            Some((Event::Resync, Instant::now() + RESYNC_EVERY))
-        }))
+        let rx = Watcher::spawn(self.clone());
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
     }
 }

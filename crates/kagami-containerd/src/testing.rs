@@ -21,6 +21,7 @@ pub struct Daemon {
     child: Child,
     socket: PathBuf,
     root: PathBuf,
+    config: PathBuf,
     log: PathBuf,
     // Dropped last, after the process is gone.
     _dir: tempfile::TempDir,
@@ -64,23 +65,26 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
             socket = socket.display(),
         );
         std::fs::write(&config, text).expect("containerd test setup");
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).expect("containerd test setup"))
-            .stderr(std::fs::File::create(&log).expect("containerd test setup"))
-            .spawn()
-            .expect("containerd test setup");
+        let child = spawn(&config, &log);
         let mut daemon = Daemon {
             child,
             socket,
             root,
+            config,
             log,
             _dir: dir,
         };
         daemon.wait_for_socket();
         daemon
+    }
+
+    /// Starts containerd again after [`Daemon::kill`], on the same root and
+    /// socket, and waits until it serves.
+    pub fn restart(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.socket);
+        self.child = spawn(&self.config, &self.log);
+        self.wait_for_socket();
     }
 
     fn wait_for_socket(&mut self) {
@@ -158,6 +162,25 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts containerd on `config`, appending its output to `log`.
+fn spawn(config: &Path, log: &Path) -> Child {
+    let output = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("containerd test setup")
+    };
+    Command::new("containerd")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(output())
+        .stderr(output())
+        .spawn()
+        .expect("containerd test setup")
 }
 
 impl Drop for Daemon {

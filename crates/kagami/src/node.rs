@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kagami_containerd::Containerd;
 use kagami_core::store::Store;
 use kagami_registry::{MirrorStats, Readiness};
 use kagami_store::Layout;
@@ -129,7 +130,8 @@ impl Builder {
     /// Opens the store, binds the registry port, joins the P2P network if
     /// asked to, and starts serving.
     pub async fn start(self) -> Result<Node, Error> {
-        let (store, layout) = self.open_store().await?;
+        let opened = self.open_store().await?;
+        let store = opened.store.clone();
         let bind_error = |source| Error::Bind {
             addr: self.listen,
             source,
@@ -174,7 +176,8 @@ impl Builder {
         );
         Ok(Node {
             addr,
-            layout,
+            layout: opened.layout,
+            containerd: opened.containerd,
             p2p,
             stop: Some(stop_tx),
             server,
@@ -184,7 +187,7 @@ impl Builder {
 
 impl Builder {
     /// Opens the chosen store, saying in the log which one it is.
-    async fn open_store(&self) -> Result<(Arc<dyn Store>, Option<Layout>), Error> {
+    async fn open_store(&self) -> Result<Opened, Error> {
         let containerd = match &self.store {
             StoreChoice::Layout => None,
             StoreChoice::Containerd(config) => Some(config),
@@ -198,7 +201,7 @@ impl Builder {
             }
         };
         if let Some(config) = containerd {
-            let store = kagami_containerd::Containerd::connect(config.clone())
+            let store = Containerd::connect(config.clone())
                 .await
                 .map_err(|source| Error::Containerd {
                     address: config.address.clone(),
@@ -209,7 +212,12 @@ impl Builder {
                 namespace = %config.namespace,
                 "store: containerd"
             );
-            return Ok((Arc::new(store), None));
+            let store = Arc::new(store);
+            return Ok(Opened {
+                store: store.clone(),
+                layout: None,
+                containerd: Some(store),
+            });
         }
         let dir = layout_dir(&self.data_dir);
         let layout = Layout::open(&dir)
@@ -219,8 +227,19 @@ impl Builder {
                 source: Box::new(source),
             })?;
         tracing::info!(path = %dir.display(), "store: built-in OCI image layout");
-        Ok((Arc::new(layout.clone()), Some(layout)))
+        Ok(Opened {
+            store: Arc::new(layout.clone()),
+            layout: Some(layout),
+            containerd: None,
+        })
     }
+}
+
+/// The store a node serves, and the concrete backend behind it.
+struct Opened {
+    store: Arc<dyn Store>,
+    layout: Option<Layout>,
+    containerd: Option<Arc<Containerd>>,
 }
 
 /// A running node. Dropping it stops the registry as [`Node::shutdown`]
@@ -229,6 +248,7 @@ impl Builder {
 pub struct Node {
     addr: SocketAddr,
     layout: Option<Layout>,
+    containerd: Option<Arc<Containerd>>,
     p2p: Option<P2p>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
@@ -249,6 +269,11 @@ impl Node {
     /// when it serves that one.
     pub fn layout(&self) -> Option<&Layout> {
         self.layout.as_ref()
+    }
+
+    /// The node's containerd store, when it serves that one.
+    pub fn containerd(&self) -> Option<&Arc<Containerd>> {
+        self.containerd.as_ref()
     }
 
     /// The P2P side, when the node joined the network.

@@ -5,3 +5,4 @@ mod golden;
 mod harness;
 mod hosts;
 mod store;
+mod watch;
