@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use kagami::{DEFAULT_DATA_DIR, DEFAULT_REGISTRY_PORT, Node, StoreChoice};
+use kagami::{
+    DEFAULT_CONTAINERD_CONFIG_PATH, DEFAULT_DATA_DIR, DEFAULT_REGISTRY_PORT, HostsConfig, Mirrored,
+    Node, StoreChoice,
+};
 use kagami_core::Registry;
 
 use crate::image;
@@ -25,10 +28,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node: serve the images this node holds over the OCI distribution API.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Manage the images of the built-in store.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Put containerd's mirror configuration back as it was before kagami wrote into it.
+    Cleanup {
+        /// containerd's registry configuration directory (its `config_path`).
+        #[arg(long, env = "KAGAMI_CONTAINERD_CONFIG_PATH", default_value = DEFAULT_CONTAINERD_CONFIG_PATH)]
+        containerd_config_path: PathBuf,
+    },
     /// Start a small cluster on loopback, pull an image between its nodes, and report.
     Demo(crate::demo::DemoArgs),
 }
@@ -77,6 +86,19 @@ struct ServerArgs {
     /// containerd's content directory, read directly [default: asked of containerd].
     #[arg(long, env = "KAGAMI_CONTAINERD_CONTENT_DIR")]
     containerd_content_dir: Option<PathBuf>,
+
+    /// containerd's registry configuration directory (its `config_path`), where kagami writes `<registry>/hosts.toml`.
+    #[arg(long, env = "KAGAMI_CONTAINERD_CONFIG_PATH", default_value = DEFAULT_CONTAINERD_CONFIG_PATH)]
+    containerd_config_path: PathBuf,
+
+    /// A registry containerd pulls through this node (repeatable; `"*"` for all). Needs --embedded-registry.
+    #[arg(
+        long = "mirror",
+        value_name = "REGISTRY",
+        env = "KAGAMI_MIRRORS",
+        value_delimiter = ','
+    )]
+    mirrors: Vec<Mirrored>,
 
     #[command(flatten)]
     p2p: crate::p2p_flags::P2pArgs,
@@ -134,8 +156,11 @@ impl Cli {
 /// Runs the chosen subcommand.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Server(args) => server(args).await,
+        Command::Server(args) => server(*args).await,
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Cleanup {
+            containerd_config_path,
+        } => cleanup(&containerd_config_path),
         Command::Image(ImageCommand::Import { data_dir, files }) => {
             image::import(&data_dir.path, &files).await
         }
@@ -168,13 +193,41 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         .registry(kagami_registry::Config {
             default_registry: args.default_registry,
         });
-    if let Some(options) = args.p2p.options(args.bind_address)? {
-        builder = builder.p2p(options);
+    match args.p2p.options(args.bind_address)? {
+        Some(options) => {
+            builder = builder.p2p(options);
+            if !args.mirrors.is_empty() {
+                builder = builder.containerd_hosts(HostsConfig {
+                    dir: args.containerd_config_path,
+                    registries: args.mirrors,
+                });
+            }
+        }
+        None if !args.mirrors.is_empty() => {
+            tracing::warn!(
+                "--mirror has no effect without --embedded-registry: no mirror configuration written"
+            );
+        }
+        None => {}
     }
     let signal = shutdown_signal()?;
     let node = builder.start().await.context("cannot start the node")?;
     node.run_until(signal).await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Restores containerd's configuration directory and says what it did.
+fn cleanup(dir: &std::path::Path) -> anyhow::Result<()> {
+    let kept = kagami_containerd::hosts::restore(dir)
+        .with_context(|| format!("cannot restore {}", dir.display()))?;
+    for path in &kept {
+        println!(
+            "kept {} (changed since kagami wrote it; check it by hand)",
+            path.display()
+        );
+    }
+    println!("{} restored", dir.display());
     Ok(())
 }
 

@@ -6,10 +6,12 @@
 //! and cluster trust plug in here as they arrive). The `kagami` binary is a
 //! thin command-line face over the same builder.
 
+mod hosts;
 mod node;
 pub mod p2p;
 mod status;
 
+pub use hosts::{DEFAULT_CONFIG_PATH as DEFAULT_CONTAINERD_CONFIG_PATH, HostsConfig, Mirrored};
 pub use node::{Builder, Error, Node, StoreChoice};
 
 /// Default port of the registry API, the one K3s's embedded mirror uses.

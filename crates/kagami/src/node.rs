@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::hosts::{self, HostsConfig};
 use crate::p2p::{self, P2p};
 use crate::{DEFAULT_DATA_DIR, DEFAULT_REGISTRY_PORT, layout_dir, status};
 
@@ -50,6 +51,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// containerd's mirror configuration could not be written.
+    #[error("cannot write containerd's mirror configuration")]
+    Hosts(#[source] kagami_containerd::Error),
     /// The P2P side could not start.
     #[error(transparent)]
     P2p(#[from] p2p::Error),
@@ -80,6 +84,7 @@ pub struct Builder {
     registry: kagami_registry::Config,
     p2p: Option<p2p::Options>,
     store: StoreChoice,
+    hosts: Option<HostsConfig>,
 }
 
 impl Default for Builder {
@@ -90,6 +95,7 @@ impl Default for Builder {
             registry: kagami_registry::Config::default(),
             p2p: None,
             store: StoreChoice::Layout,
+            hosts: None,
         }
     }
 }
@@ -127,6 +133,13 @@ impl Builder {
         self
     }
 
+    /// Writes containerd's `hosts.toml` files for these registries at
+    /// start, pointing containerd at this node's registry API.
+    pub fn containerd_hosts(mut self, config: HostsConfig) -> Builder {
+        self.hosts = Some(config);
+        self
+    }
+
     /// Opens the store, binds the registry port, joins the P2P network if
     /// asked to, and starts serving.
     pub async fn start(self) -> Result<Node, Error> {
@@ -139,6 +152,9 @@ impl Builder {
         let listener = TcpListener::bind(self.listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let readiness = Readiness::new();
+        if let Some(hosts) = &self.hosts {
+            hosts::write(hosts, addr).map_err(Error::Hosts)?;
+        }
 
         let p2p = match &self.p2p {
             Some(options) => Some(P2p::start(&self.data_dir, options, addr, store.clone()).await?),

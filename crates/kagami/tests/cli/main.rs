@@ -9,6 +9,7 @@ mod corrupt;
 mod demo;
 mod failover;
 mod harness;
+mod hosts;
 mod images;
 mod mirror;
 mod psk;
