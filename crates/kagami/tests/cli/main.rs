@@ -6,6 +6,7 @@
 mod cluster;
 mod containerd;
 mod corrupt;
+mod ctr_pull;
 mod demo;
 mod failover;
 mod harness;
