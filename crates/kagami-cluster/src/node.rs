@@ -1,0 +1,160 @@
+//! A node's key and certificate. The key is made on the node and never
+//! leaves it; the certificate names the node's host names, its addresses
+//! and its libp2p peer ID (as the URI `urn:kagami:peer:<id>`), so that a
+//! peer found in the DHT can be checked to be the one that answers.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcgen::{CertificateParams, KeyPair, SanType};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
+
+use crate::{Error, tls};
+
+/// How long a node certificate is valid.
+pub const NODE_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// A node renews its certificate when less than this remains.
+pub const RENEW_BEFORE: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The URI prefix that binds a certificate to a libp2p peer ID.
+const PEER_URI: &str = "urn:kagami:peer:";
+
+/// What a node certificate is valid for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeNames {
+    /// Host names (`localhost`, the node's host name, …).
+    pub dns: Vec<String>,
+    /// Addresses (`127.0.0.1`, the node's IPs, …).
+    pub ips: Vec<IpAddr>,
+    /// The node's libp2p peer ID, when it takes part in the P2P network.
+    pub peer_id: Option<String>,
+}
+
+impl NodeNames {
+    fn sans(&self) -> Result<Vec<SanType>, Error> {
+        let ia5 = |text: &str| {
+            text.to_owned()
+                .try_into()
+                .map_err(|e: rcgen::Error| Error::Pki {
+                    what: "name a node",
+                    reason: format!("{text:?}: {e}"),
+                })
+        };
+        let mut sans = Vec::new();
+        for name in &self.dns {
+            sans.push(SanType::DnsName(ia5(name)?));
+        }
+        sans.extend(self.ips.iter().copied().map(SanType::IpAddress));
+        if let Some(peer) = &self.peer_id {
+            sans.push(SanType::URI(ia5(&format!("{PEER_URI}{peer}"))?));
+        }
+        Ok(sans)
+    }
+}
+
+/// A node's private key, PEM (ECDSA P-256).
+#[derive(Clone)]
+pub struct NodeKey {
+    pem: String,
+}
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeKey(..)")
+    }
+}
+
+impl NodeKey {
+    /// A fresh key.
+    pub fn generate() -> Result<NodeKey, Error> {
+        let key = KeyPair::generate().map_err(Error::pki("generate a node key"))?;
+        Ok(NodeKey {
+            pem: key.serialize_pem(),
+        })
+    }
+
+    /// A key read from PEM.
+    pub fn from_pem(pem: &str) -> Result<NodeKey, Error> {
+        KeyPair::from_pem(pem).map_err(Error::pki("read a node key"))?;
+        Ok(NodeKey {
+            pem: pem.to_owned(),
+        })
+    }
+
+    /// The key, PEM.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A certificate signing request for `names`, PEM.
+    pub fn csr(&self, names: &NodeNames) -> Result<String, Error> {
+        let key = KeyPair::from_pem(&self.pem).map_err(Error::pki("read a node key"))?;
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = names.sans()?;
+        let csr = params
+            .serialize_request(&key)
+            .map_err(Error::pki("make a certificate signing request"))?;
+        csr.pem()
+            .map_err(Error::pki("encode a certificate signing request"))
+    }
+}
+
+/// A node certificate, PEM, with what kagami reads from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCert {
+    pem: String,
+    not_after: SystemTime,
+    peer_id: Option<String>,
+}
+
+impl NodeCert {
+    /// Parses a certificate.
+    pub fn from_pem(pem: &str) -> Result<NodeCert, Error> {
+        let der = tls::cert_der(pem)?;
+        let (_, cert) =
+            x509_parser::certificate::X509Certificate::from_der(der.as_ref()).map_err(|e| {
+                Error::Pki {
+                    what: "read a node certificate",
+                    reason: e.to_string(),
+                }
+            })?;
+        let seconds = cert.validity().not_after.timestamp();
+        let not_after = UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+        Ok(NodeCert {
+            pem: pem.to_owned(),
+            not_after,
+            peer_id: peer_id_of(&cert),
+        })
+    }
+
+    /// The certificate, PEM.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// When it stops being valid.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// The libp2p peer ID it binds, if any.
+    pub fn peer_id(&self) -> Option<&str> {
+        self.peer_id.as_deref()
+    }
+
+    /// Whether less than `renew_before` of its life remains at `now`.
+    pub fn needs_renewal(&self, now: SystemTime, renew_before: Duration) -> bool {
+        self.not_after
+            .duration_since(now)
+            .map_or(true, |left| left < renew_before)
+    }
+}
+
+/// The peer ID a parsed certificate binds.
+pub(crate) fn peer_id_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
+    let sans = cert.subject_alternative_name().ok().flatten()?;
+    sans.value.general_names.iter().find_map(|name| match name {
+        GeneralName::URI(uri) => uri.strip_prefix(PEER_URI).map(str::to_owned),
+        _ => None,
+    })
+}
