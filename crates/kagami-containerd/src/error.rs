@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use containerd_client::tonic::{Code, Status};
-use kagami_core::store;
+use kagami_core::{Digest, store};
 
 /// What failed, and on what.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,104 @@ pub enum Error {
         /// Why.
         #[source]
         source: serde_json::Error,
+    },
+    /// The store an image is copied from could not give a manifest or blob.
+    #[error("cannot read {digest} from the image source")]
+    ReadSource {
+        /// The content.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The image source gave more or fewer bytes than the descriptor says.
+    #[error("the image source holds {got} bytes of {digest}, its descriptor says {expected}")]
+    SourceSize {
+        /// The content.
+        digest: Digest,
+        /// The size the descriptor gives.
+        expected: u64,
+        /// The bytes the source gave (at least).
+        got: u64,
+    },
+    /// A manifest or index of the image source is not valid JSON.
+    #[error("manifest {digest} of the image source cannot be parsed")]
+    ParseManifest {
+        /// The manifest.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Indexes nest deeper than any real image does.
+    #[error("manifest {digest} is nested more than {limit} indexes deep")]
+    NestedTooDeep {
+        /// The manifest.
+        digest: Digest,
+        /// The depth allowed.
+        limit: usize,
+    },
+    /// containerd refused to take content: the write failed, or the
+    /// committed bytes did not match the expected digest and size.
+    #[error("cannot write {digest} into containerd")]
+    WriteContent {
+        /// The content.
+        digest: Digest,
+        /// What containerd said.
+        #[source]
+        source: Box<Status>,
+    },
+    /// containerd committed content under another digest than expected.
+    #[error("containerd committed {digest} as {committed:?}")]
+    CommittedDigest {
+        /// The digest expected.
+        digest: Digest,
+        /// What containerd reported.
+        committed: String,
+    },
+    /// The labels of content already in containerd could not be updated.
+    #[error("cannot label {digest} in containerd")]
+    LabelContent {
+        /// The content.
+        digest: Digest,
+        /// What containerd said.
+        #[source]
+        source: Box<Status>,
+    },
+    /// The lease that keeps content from garbage collection while an image
+    /// is copied could not be taken.
+    #[error("cannot take a containerd lease for {image}")]
+    Lease {
+        /// The image being copied.
+        image: String,
+        /// What containerd said.
+        #[source]
+        source: Box<Status>,
+    },
+    /// An image record could not be created or updated.
+    #[error("cannot create or update the image record {name}")]
+    SaveImage {
+        /// The image name.
+        name: String,
+        /// What containerd said.
+        #[source]
+        source: Box<Status>,
+    },
+    /// The image records could not be listed.
+    #[error("cannot list containerd's images")]
+    ListImages {
+        /// What containerd said.
+        #[source]
+        source: Box<Status>,
+    },
+    /// The pin labels of an image record could not be removed.
+    #[error("cannot remove the pin of {name}")]
+    Unpin {
+        /// The image name.
+        name: String,
+        /// What containerd said.
+        #[source]
+        source: Box<Status>,
     },
 }
 

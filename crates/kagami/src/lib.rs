@@ -6,7 +6,9 @@
 //! and cluster trust plug in here as they arrive). The `kagami` binary is a
 //! thin command-line face over the same builder.
 
+mod airgap;
 mod hosts;
+mod metrics;
 mod node;
 pub mod p2p;
 mod status;

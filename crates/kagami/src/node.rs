@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::airgap::AirGap;
 use crate::hosts::{self, HostsConfig};
 use crate::p2p::{self, P2p};
 use crate::{DEFAULT_DATA_DIR, DEFAULT_REGISTRY_PORT, layout_dir, status};
@@ -172,7 +173,8 @@ impl Builder {
             )
             .merge(status::routes(p2p.clone())),
             None => kagami_registry::app(store, self.registry.clone(), readiness.clone()),
-        };
+        }
+        .merge(crate::metrics::routes(p2p.clone()));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let shutdown = async move {
             // A dropped sender means the Node went away: stop as well.
@@ -190,10 +192,16 @@ impl Builder {
             default_registry = %self.registry.default_registry,
             "node serving over plain HTTP"
         );
+        // After the server is up: an import must not delay serving.
+        let airgap = opened
+            .containerd
+            .clone()
+            .map(|c| AirGap::spawn(c, &self.data_dir));
         Ok(Node {
             addr,
             layout: opened.layout,
             containerd: opened.containerd,
+            airgap,
             p2p,
             stop: Some(stop_tx),
             server,
@@ -265,6 +273,8 @@ pub struct Node {
     addr: SocketAddr,
     layout: Option<Layout>,
     containerd: Option<Arc<Containerd>>,
+    /// Imports `<data-dir>/agent/images/` into containerd while it lives.
+    airgap: Option<AirGap>,
     p2p: Option<P2p>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
@@ -306,6 +316,8 @@ impl Node {
     /// seconds at most), leaves the P2P network and returns when all has
     /// stopped.
     pub async fn shutdown(mut self) -> Result<(), Error> {
+        // No imports into containerd while shutting down.
+        drop(self.airgap.take());
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

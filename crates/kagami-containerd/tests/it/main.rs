@@ -4,5 +4,6 @@
 mod golden;
 mod harness;
 mod hosts;
+mod ingest;
 mod store;
 mod watch;

@@ -3,6 +3,7 @@
 //! (skopeo), logs and shutdown; the P2P mirror between real libp2p nodes,
 //! in-process (`cluster`) and as killable child processes (`harness`).
 
+mod airgap;
 mod cluster;
 mod containerd;
 mod corrupt;
@@ -12,6 +13,7 @@ mod failover;
 mod harness;
 mod hosts;
 mod images;
+mod metrics;
 mod mirror;
 mod psk;
 mod pull;

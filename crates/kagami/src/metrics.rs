@@ -1,0 +1,276 @@
+//! `GET /metrics`: the node's Prometheus metrics in the OpenMetrics text
+//! format. Every value is read at scrape time from the live sources (the
+//! mirror's counters, the router, the advertiser) by one collector, so
+//! there is no second set of counters to keep in step with the first.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::p2p::P2p;
+
+/// The content type of what `prometheus_client::encoding::text` writes.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The `peer` label of bytes from peers beyond those the mirror counts
+/// one by one (a peer ID is a multihash, never a word this short).
+const OTHER_PEERS: &str = "other";
+
+/// The metrics route, to merge into the registry's application; with P2P
+/// off, only the families that mean something without it.
+pub fn routes(p2p: Option<P2p>) -> axum::Router {
+    let mut registry = Registry::with_prefix("kagami");
+    registry.register_collector(Box::new(Sources { p2p }));
+    axum::Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(Arc::new(registry))
+}
+
+async fn scrape(State(registry): State<Arc<Registry>>) -> Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Where the values come from.
+#[derive(Debug)]
+struct Sources {
+    p2p: Option<P2p>,
+}
+
+impl Collector for Sources {
+    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+        Reading::take(self.p2p.as_ref()).encode(encoder)
+    }
+}
+
+/// The values of one scrape.
+#[derive(Debug)]
+struct Reading {
+    version: &'static str,
+    p2p: Option<P2pReading>,
+}
+
+/// The values that exist only with P2P on.
+#[derive(Debug, Default)]
+struct P2pReading {
+    routing_peers: u64,
+    advertised_keys: u64,
+    lookups: u64,
+    lookup_failures: u64,
+    verify_failures: u64,
+    resumes: u64,
+    hedges: u64,
+    /// By peer ID, sorted so that scrapes list peers in one order.
+    bytes_relayed: BTreeMap<String, u64>,
+    bytes_unattributed: u64,
+}
+
+impl Reading {
+    fn take(p2p: Option<&P2p>) -> Reading {
+        Reading {
+            version: env!("CARGO_PKG_VERSION"),
+            p2p: p2p.map(|p2p| {
+                let stats = p2p.mirror().stats();
+                P2pReading {
+                    routing_peers: p2p.router().routing_peers() as u64,
+                    advertised_keys: p2p.advertised_keys() as u64,
+                    lookups: stats.lookups(),
+                    lookup_failures: stats.lookup_failures(),
+                    verify_failures: stats.verify_failures(),
+                    resumes: stats.resumes(),
+                    hedges: stats.hedges(),
+                    bytes_relayed: stats.bytes_relayed().into_iter().collect(),
+                    bytes_unattributed: stats.bytes_relayed_unattributed(),
+                }
+            }),
+        }
+    }
+
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        encoder
+            .encode_descriptor(
+                "build_info",
+                "Always 1; the version label says which kagami this node runs.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_family(&[("version", self.version)])?
+            .encode_gauge(&1u64)?;
+        let Some(p2p) = &self.p2p else {
+            return Ok(());
+        };
+        let counters = [
+            (
+                "mirror_lookups",
+                "Provider lookups the mirror sent to the P2P router (cached and shared lookups not counted).",
+                p2p.lookups,
+            ),
+            (
+                "mirror_lookup_failures",
+                "Provider lookups that named no peer: the router failed, timed out or knew none.",
+                p2p.lookup_failures,
+            ),
+            (
+                "mirror_verify_failures",
+                "Responses from peers whose bytes did not match their digest.",
+                p2p.verify_failures,
+            ),
+            (
+                "mirror_resumes",
+                "Blob transfers continued from another peer after a break.",
+                p2p.resumes,
+            ),
+            (
+                "mirror_hedges",
+                "Extra requests raced against a peer slow to answer.",
+                p2p.hedges,
+            ),
+        ];
+        for (name, help, value) in counters {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Counter)?
+                .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+        }
+        let mut relayed = encoder.encode_descriptor(
+            "mirror_peer",
+            "Bytes of manifests and blobs received from each peer and passed on to clients; \
+             the peer named other sums the peers beyond the first 256.",
+            Some(&Unit::Bytes),
+            MetricType::Counter,
+        )?;
+        let other = (p2p.bytes_unattributed > 0).then_some((OTHER_PEERS, &p2p.bytes_unattributed));
+        let named = p2p.bytes_relayed.iter().map(|(id, n)| (id.as_str(), n));
+        for (peer, bytes) in named.chain(other) {
+            relayed
+                .encode_family(&[("peer", peer)])?
+                .encode_counter::<NoLabelSet, _, u64>(bytes, None)?;
+        }
+        let gauges = [
+            (
+                "p2p_routing_peers",
+                "Peers in this node's Kademlia routing table.",
+                p2p.routing_peers,
+            ),
+            (
+                "p2p_advertised_keys",
+                "Keys (digests and tags) this node currently provides to the P2P network.",
+                p2p.advertised_keys,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Gauge)?
+                .encode_gauge(&value)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A collector of a fixed reading.
+    #[derive(Debug)]
+    struct Fixed(fn() -> Reading);
+
+    impl Collector for Fixed {
+        fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+            (self.0)().encode(encoder)
+        }
+    }
+
+    fn encoded(reading: fn() -> Reading) -> String {
+        let mut registry = Registry::with_prefix("kagami");
+        registry.register_collector(Box::new(Fixed(reading)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn without_p2p_only_build_info_is_encoded() {
+        let text = encoded(|| Reading {
+            version: "1.2.3",
+            p2p: None,
+        });
+        assert_eq!(
+            text,
+            "# HELP kagami_build_info Always 1; the version label says which kagami this node runs.\n\
+             # TYPE kagami_build_info gauge\n\
+             kagami_build_info{version=\"1.2.3\"} 1\n\
+             # EOF\n"
+        );
+    }
+
+    #[test]
+    fn p2p_values_are_encoded_as_counters_and_gauges_with_peers_in_order() {
+        let text = encoded(|| Reading {
+            version: "1.2.3",
+            p2p: Some(P2pReading {
+                routing_peers: 2,
+                advertised_keys: 7,
+                lookups: 5,
+                lookup_failures: 1,
+                verify_failures: 3,
+                resumes: 4,
+                hedges: 6,
+                bytes_relayed: [("12D3KooWB".to_owned(), 20), ("12D3KooWA".to_owned(), 10)]
+                    .into_iter()
+                    .collect(),
+                bytes_unattributed: 99,
+            }),
+        });
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                "kagami_build_info{version=\"1.2.3\"} 1",
+                "kagami_mirror_lookups_total 5",
+                "kagami_mirror_lookup_failures_total 1",
+                "kagami_mirror_verify_failures_total 3",
+                "kagami_mirror_resumes_total 4",
+                "kagami_mirror_hedges_total 6",
+                "kagami_mirror_peer_bytes_total{peer=\"12D3KooWA\"} 10",
+                "kagami_mirror_peer_bytes_total{peer=\"12D3KooWB\"} 20",
+                "kagami_mirror_peer_bytes_total{peer=\"other\"} 99",
+                "kagami_p2p_routing_peers 2",
+                "kagami_p2p_advertised_keys 7",
+            ]
+        );
+        for family in [
+            "# TYPE kagami_mirror_lookups counter",
+            "# TYPE kagami_mirror_peer_bytes counter",
+            "# UNIT kagami_mirror_peer_bytes bytes",
+            "# TYPE kagami_p2p_routing_peers gauge",
+        ] {
+            assert!(text.lines().any(|l| l == family), "{family} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn no_other_peers_label_until_bytes_go_unattributed() {
+        let text = encoded(|| Reading {
+            version: "1.2.3",
+            p2p: Some(P2pReading::default()),
+        });
+        assert!(text.contains("# TYPE kagami_mirror_peer_bytes counter"));
+        assert!(!text.contains("kagami_mirror_peer_bytes_total"), "{text}");
+    }
+}
