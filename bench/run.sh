@@ -52,7 +52,7 @@ install_missing() {
 # --- servers: start_<name> DIR PORT sets server_pid and waits until ready ---
 
 start_kagami() {
-	"$target/release/kagami" --log-level warn server --store layout --data-dir "$1" \
+	"$target/release/kagami" --log-level warn server --store layout --insecure-http --data-dir "$1" \
 		--https-listen-port "$2" --bind-address 127.0.0.1 &
 	server_pid=$!
 	wait_ready "http://127.0.0.1:$2/readyz"

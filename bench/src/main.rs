@@ -6,9 +6,11 @@
 //! another registry with skopeo), with one `digest size` list per image;
 //! `load` downloads the listed blobs from a registry with N concurrent
 //! clients and prints one `key=value` line of figures; `port` prints a free
-//! loopback port for the next server to listen on.
+//! loopback port for the next server to listen on. `bench/containerd.sh`
+//! uses `image`, which writes one many-layer image as a docker archive.
 
 mod fixtures;
+mod image;
 mod load;
 
 use std::net::{Ipv4Addr, TcpListener};
@@ -43,6 +45,21 @@ enum Command {
         /// Size of each layer of `docker.io/bench/small:1`, in bytes.
         #[arg(long, default_value_t = fixtures::SMALL_LAYER)]
         small_size: u64,
+    },
+    /// Write one image as a plain docker archive (for bench/containerd.sh).
+    Image {
+        /// The archive file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The image's name inside the archive.
+        #[arg(long, default_value = image::REFERENCE)]
+        reference: String,
+        /// Number of layers, which share the size evenly.
+        #[arg(long, default_value_t = image::LAYERS)]
+        layers: usize,
+        /// Payload of all layers together, in MiB.
+        #[arg(long, default_value_t = image::SIZE_MIB)]
+        size_mib: u64,
     },
     /// Download every listed blob from a registry with concurrent clients.
     Load {
@@ -96,6 +113,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 small_layer: small_size,
             };
             fixtures::write(&out, &sizes)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Image {
+            out,
+            reference,
+            layers,
+            size_mib,
+        } => {
+            let options = image::Options {
+                reference,
+                layers,
+                size_mib,
+            };
+            println!("{}", image::write(&out, &options)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Load {
