@@ -97,6 +97,11 @@ impl ClusterCa {
         fingerprint_pem(&self.cert_pem).unwrap_or_default()
     }
 
+    /// The sha256 of a CA certificate given as PEM, as a token pins it.
+    pub fn fingerprint_of(cert_pem: &str) -> Result<[u8; 32], Error> {
+        fingerprint_pem(cert_pem)
+    }
+
     /// Issues a node certificate for a node's signing request: valid for
     /// `validity` for the names, addresses and peer ID the request names,
     /// for both server and client authentication. Everything else in the

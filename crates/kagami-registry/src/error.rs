@@ -109,6 +109,13 @@ pub enum Error {
         /// What the client builder said.
         source: reqwest::Error,
     },
+    /// The TLS settings of the HTTP client for peers could not be made
+    /// (see [`crate::Mirror::new`]).
+    #[error("failed to configure TLS for the HTTP client for peers")]
+    MirrorTls {
+        /// What rustls said.
+        source: rustls::Error,
+    },
     /// A response could not be put together.
     #[error("failed to render {what}")]
     Render {
@@ -134,7 +141,10 @@ impl Error {
             Error::BlobUnknown { .. } => ErrorCode::BlobUnknown,
             Error::RangeNotSatisfiable { .. } => ErrorCode::RangeInvalid,
             Error::StoreUnavailable { .. } => ErrorCode::Unavailable,
-            Error::Store { .. } | Error::Render { .. } | Error::MirrorClient { .. } => return None,
+            Error::Store { .. }
+            | Error::Render { .. }
+            | Error::MirrorClient { .. }
+            | Error::MirrorTls { .. } => return None,
         })
     }
 

@@ -3,7 +3,8 @@
 //! This crate owns the HTTP side of a node: the `/v2` pull API (manifests,
 //! blobs with `Range`, tag lists) answered from a
 //! [`kagami_core::store::Store`], the OCI error bodies, `/healthz` and
-//! `/readyz`, and the accept loop that serves it all ([`serve`]). What a
+//! `/readyz`, and the accept loop that serves it all ([`serve`], or
+//! [`serve_with`] with a [`Handshake`], TLS say, before HTTP). What a
 //! node holds is the store's business; it is reached only through the
 //! trait. [`app`] builds the whole application without a socket, so tests
 //! call it directly.
@@ -11,7 +12,8 @@
 //! It also owns the mirror path ([`Mirror`], given to [`app_with_mirror`]):
 //! what the store does not hold is looked up through a
 //! [`kagami_core::router::Router`] and fetched from the peers that hold
-//! it, hedged, resumed and checked against its digest. Requests between
+//! it, hedged, resumed and checked against its digest, over plain HTTP or,
+//! with [`PeerTls`], over HTTPS with a client per peer ID. Requests between
 //! peers carry [`MIRRORED_HEADER`] and never trigger another lookup.
 //!
 //! A request names its registry as containerd does, with `?ns=<registry>`;
@@ -29,6 +31,6 @@ mod trace;
 
 pub use app::{Config, app, app_with_mirror};
 pub use error::Error;
-pub use mirror::{MIRRORED_HEADER, Mirror, MirrorConfig, MirrorStats, Mirrored};
+pub use mirror::{MIRRORED_HEADER, Mirror, MirrorConfig, MirrorStats, Mirrored, PeerTls};
 pub use routes::Readiness;
-pub use server::serve;
+pub use server::{Handshake, serve, serve_with};

@@ -34,7 +34,7 @@ use tower::ServiceExt;
 
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 1024;
-/// Time a client has to finish the connection handshake (TLS, later).
+/// Time a client has to finish the connection handshake (TLS, say).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send a request's headers (guards against slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,13 +55,22 @@ pub async fn serve(
     serve_with(listener, PlainTcp, app, shutdown, grace).await
 }
 
-/// The step between accepting a TCP connection and speaking HTTP on it.
-pub(crate) trait Handshake: Send + Sync + 'static {
+/// The step between accepting a TCP connection and speaking HTTP on it,
+/// for [`serve_with`]: a TLS handshake, say.
+///
+/// One value serves every connection, from one task per connection, so
+/// handshakes run concurrently. Each gets 10 seconds;
+/// one that fails or runs out of time closes its connection (logged at
+/// DEBUG) and never ends the accept loop.
+pub trait Handshake: Send + Sync + 'static {
     /// The stream HTTP is spoken on.
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
     /// Turns an accepted connection into the stream for HTTP, with what it
-    /// learned about the client as extensions for each of its requests.
+    /// learned about the client (its certificate, say) as extensions that
+    /// each request on the connection carries; handlers read them with
+    /// axum's `Extension` extractor. `ConnectInfo<SocketAddr>` is added
+    /// to them in any case.
     fn handshake(
         &self,
         tcp: TcpStream,
@@ -79,7 +88,10 @@ impl Handshake for PlainTcp {
     }
 }
 
-async fn serve_with<H: Handshake>(
+/// Serves `app` on `listener` as [`serve`] does, with `handshake` run on
+/// each accepted connection before HTTP (HTTP/1.1, or HTTP/2 by its
+/// preface: with TLS, offer both by ALPN).
+pub async fn serve_with<H: Handshake>(
     listener: TcpListener,
     handshake: H,
     app: axum::Router,

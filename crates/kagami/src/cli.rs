@@ -12,6 +12,7 @@ use kagami::{
 use kagami_core::Registry;
 
 use crate::image;
+use crate::trust_flags::Role;
 
 /// kagami: a peer-to-peer OCI registry mirror for Kubernetes nodes.
 #[derive(Debug, Parser)]
@@ -27,8 +28,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a node: serve the images this node holds over the OCI distribution API.
+    /// Run a server node: own the cluster's CA and key (made on first start), and serve images.
     Server(Box<ServerArgs>),
+    /// Run an agent node: join through a server with its token, and serve images.
+    Agent(Box<ServerArgs>),
+    /// Print the cluster's join token (on a server).
+    Token {
+        #[command(flatten)]
+        data_dir: DataDir,
+    },
     /// Manage the images of the built-in store.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -102,6 +110,9 @@ struct ServerArgs {
 
     #[command(flatten)]
     p2p: crate::p2p_flags::P2pArgs,
+
+    #[command(flatten)]
+    trust: crate::trust_flags::TrustArgs,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -156,7 +167,9 @@ impl Cli {
 /// Runs the chosen subcommand.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Server(args) => server(*args).await,
+        Command::Server(args) => server(*args, Role::Server).await,
+        Command::Agent(args) => server(*args, Role::Agent).await,
+        Command::Token { data_dir } => token(&data_dir.path),
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Cleanup {
             containerd_config_path,
@@ -174,8 +187,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %args.data_dir.path.display(), "kagami starting");
+async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %args.data_dir.path.display(), ?role, "kagami starting");
     let containerd = kagami_containerd::Config {
         address: args.containerd_address,
         namespace: args.containerd_namespace,
@@ -210,10 +223,52 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         }
         None => {}
     }
+    if args.trust.insecure_http {
+        if role == Role::Agent {
+            anyhow::bail!(
+                "--insecure-http is for lab servers only: an agent joins with cluster trust"
+            );
+        }
+        builder = builder.insecure_http();
+    } else {
+        let data_dir = &args.data_dir.path;
+        let fresh = !data_dir.exists();
+        let peer_id = kagami::p2p::node_peer_id(data_dir)?;
+        let settings = kagami_cluster::Settings {
+            embedded_registry: args.p2p.embedded_registry(),
+        };
+        let trust = args
+            .trust
+            .load(role, data_dir, args.bind_address, peer_id, settings)
+            .await;
+        match trust {
+            Ok(trust) => builder = builder.trust(trust),
+            Err(e) => {
+                // A failed first join leaves nothing behind.
+                if fresh {
+                    let _ = std::fs::remove_dir_all(data_dir);
+                }
+                return Err(e);
+            }
+        }
+    }
     let signal = shutdown_signal()?;
     let node = builder.start().await.context("cannot start the node")?;
     node.run_until(signal).await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Prints the join token of the server whose data directory is `data_dir`.
+fn token(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let material = kagami_cluster::Material::new(data_dir);
+    let token = material.token()?.with_context(|| {
+        format!(
+            "{} holds no join token: only a server that has started once has one",
+            material.dir().display()
+        )
+    })?;
+    println!("{token}");
     Ok(())
 }
 

@@ -3,16 +3,16 @@
 //! that does not hold it, checks every digest, and prints what happened.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use futures::StreamExt;
-use kagami::Node;
 use kagami::p2p::Options;
+use kagami::{CertPolicy, Node, NodeTrust};
+use kagami_cluster::Settings;
 use kagami_core::router::Router as _;
 use kagami_core::{Digest, Key};
-use kagami_p2p::Psk;
 use kagami_store::testing::{ArchiveFormat, BuiltImage, Compression, ImageSpec, write_archive};
 use sha2::Digest as _;
 
@@ -33,19 +33,46 @@ pub struct DemoArgs {
 struct DemoNode {
     name: String,
     node: Node,
+    trust: NodeTrust,
 }
 
 /// Runs the demo; any failed step is an error naming it.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let psk_file = dir.path().join("psk");
-    Psk::generate()
-        .write(&psk_file)
-        .context("cannot write the demo's pre-shared key")?;
 
     println!("starting {} nodes on 127.0.0.1 …", args.nodes);
     let mut nodes: Vec<DemoNode> = Vec::new();
     for i in 0..args.nodes {
+        // The demo runs secure: node-0 is the server that makes the CA,
+        // PSK and token; the others join through it with the token.
+        let data_dir = dir.path().join(format!("node-{i}"));
+        let peer_id = kagami::p2p::node_peer_id(&data_dir)?;
+        let names = kagami::node_names(Ipv4Addr::LOCALHOST.into(), &[], &[], Some(peer_id));
+        let trust = match nodes.first() {
+            None => NodeTrust::server(
+                &data_dir,
+                names,
+                Settings {
+                    embedded_registry: true,
+                },
+                CertPolicy::default(),
+            )?,
+            Some(first) => {
+                let material = first.trust.material();
+                let token = material.token()?.context("node-0 has no join token")?;
+                let server = format!("https://{}", first.node.registry_addr());
+                NodeTrust::join(
+                    &data_dir,
+                    &server,
+                    Some(&token),
+                    names,
+                    CertPolicy::default(),
+                    false,
+                )
+                .await
+                .with_context(|| format!("node-{i} could not join"))?
+            }
+        };
         let bootstrap = match nodes.first() {
             Some(first) => first
                 .node
@@ -57,12 +84,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let options = Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             bootstrap,
-            psk_file: Some(psk_file.clone()),
+            psk_file: Some(trust.material().psk_path()),
             ..Options::default()
         };
         let node = Node::builder()
-            .data_dir(dir.path().join(format!("node-{i}")))
+            .data_dir(&data_dir)
             .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .trust(trust.clone())
             .p2p(options)
             .start()
             .await
@@ -70,6 +98,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         nodes.push(DemoNode {
             name: format!("node-{i}"),
             node,
+            trust,
         });
     }
     let result = demo(&nodes, &args, dir.path()).await;
@@ -130,7 +159,7 @@ async fn demo(nodes: &[DemoNode], args: &DemoArgs, dir: &std::path::Path) -> any
     let lookup = find(&router, &key).await?;
 
     let started = Instant::now();
-    let bytes = pull(puller.node.registry_addr(), &image).await?;
+    let bytes = pull(puller.node.registry_addr(), &puller.trust, &image).await?;
     let elapsed = started.elapsed();
     report(nodes, &image, lookup, bytes, elapsed);
     Ok(())
@@ -174,9 +203,14 @@ async fn find(router: &kagami_p2p::Router, key: &Key) -> anyhow::Result<Duration
 
 /// Pulls the image through `registry` as a client would: the manifest by
 /// tag, then every blob, each checked against its digest. Returns bytes.
-async fn pull(registry: SocketAddr, image: &BuiltImage) -> anyhow::Result<u64> {
-    let client = reqwest::Client::new();
-    let base = format!("http://{registry}/v2/{}", image.reference.repository());
+async fn pull(registry: SocketAddr, trust: &NodeTrust, image: &BuiltImage) -> anyhow::Result<u64> {
+    // A client of the cluster: it presents the puller's certificate.
+    let tls = kagami_cluster::tls::peer_client_config(&trust.identity(), None)?;
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .context("cannot build the demo's HTTPS client")?;
+    let base = format!("https://{registry}/v2/{}", image.reference.repository());
     let ns = image.reference.registry().to_string();
     let tag = image.reference.tag().context("no tag")?;
     let manifest = client

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use kagami_containerd::hosts::{self, DEFAULT_REGISTRY, MirrorEndpoint};
 use kagami_core::Registry;
 
+use crate::trust::NodeTrust;
+
 /// containerd's conventional mirror configuration directory.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/containerd/certs.d";
 
@@ -61,11 +63,24 @@ impl Mirrored {
 pub(crate) fn write(
     config: &HostsConfig,
     addr: SocketAddr,
+    trust: Option<&NodeTrust>,
 ) -> Result<(), kagami_containerd::Error> {
-    let mirror = MirrorEndpoint {
-        url: format!("http://{}/v2", local(addr)),
-        ca: None,
-        client: None,
+    // containerd verifies the node's certificate against the cluster CA
+    // and presents the node's own certificate, which the CA signed.
+    let mirror = match trust {
+        Some(trust) => MirrorEndpoint {
+            url: format!("https://{}/v2", local(addr)),
+            ca: Some(trust.material().ca_cert_path()),
+            client: Some((
+                trust.material().node_cert_path(),
+                trust.material().node_key_path(),
+            )),
+        },
+        None => MirrorEndpoint {
+            url: format!("http://{}/v2", local(addr)),
+            ca: None,
+            client: None,
+        },
     };
     let files: BTreeMap<String, String> = config
         .registries

@@ -1,20 +1,25 @@
 //! kagami as a library: a node that serves its image store over the
 //! read-only OCI distribution API, for embedding in another agent.
 //!
-//! [`Node::builder`] wires the concrete pieces together (today the built-in
-//! OCI image-layout store and the registry API; the P2P router, containerd
-//! and cluster trust plug in here as they arrive). The `kagami` binary is a
-//! thin command-line face over the same builder.
+//! [`Node::builder`] wires the concrete pieces together: the image store
+//! (containerd's or the built-in OCI image layout), the registry API over
+//! HTTPS with the cluster's trust ([`trust`], [`join`]), the P2P router and
+//! mirror, containerd's mirror configuration and air-gap imports. The
+//! `kagami` binary is a thin command-line face over the same builder.
 
 mod airgap;
 mod hosts;
+pub mod join;
 mod metrics;
 mod node;
 pub mod p2p;
 mod status;
+mod tls_accept;
+pub mod trust;
 
 pub use hosts::{DEFAULT_CONFIG_PATH as DEFAULT_CONTAINERD_CONFIG_PATH, HostsConfig, Mirrored};
-pub use node::{Builder, Error, Node, StoreChoice};
+pub use node::{Builder, Error, Node, Security, StoreChoice};
+pub use trust::{CertPolicy, NodeTrust, TrustError, node_names};
 
 /// Default port of the registry API, the one K3s's embedded mirror uses.
 pub const DEFAULT_REGISTRY_PORT: u16 = 6443;

@@ -6,12 +6,16 @@ mod demo;
 mod image;
 mod logging;
 mod p2p_flags;
+mod trust_flags;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     logging::init(cli.log_filter());
+    // One TLS provider for the whole process (ring, as every configuration
+    // kagami builds names), before any HTTPS client exists.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

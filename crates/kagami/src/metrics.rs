@@ -75,6 +75,7 @@ struct P2pReading {
     verify_failures: u64,
     resumes: u64,
     hedges: u64,
+    tls_failures: u64,
     /// By peer ID, sorted so that scrapes list peers in one order.
     bytes_relayed: BTreeMap<String, u64>,
     bytes_unattributed: u64,
@@ -94,6 +95,7 @@ impl Reading {
                     verify_failures: stats.verify_failures(),
                     resumes: stats.resumes(),
                     hedges: stats.hedges(),
+                    tls_failures: stats.tls_failures(),
                     bytes_relayed: stats.bytes_relayed().into_iter().collect(),
                     bytes_unattributed: stats.bytes_relayed_unattributed(),
                 }
@@ -139,6 +141,11 @@ impl Reading {
                 "mirror_hedges",
                 "Extra requests raced against a peer slow to answer.",
                 p2p.hedges,
+            ),
+            (
+                "mirror_tls_failures",
+                "Peer connections refused because the peer's certificate was not the cluster's or did not bind the peer ID the DHT named.",
+                p2p.tls_failures,
             ),
         ];
         for (name, help, value) in counters {
@@ -230,6 +237,7 @@ mod tests {
                 verify_failures: 3,
                 resumes: 4,
                 hedges: 6,
+                tls_failures: 8,
                 bytes_relayed: [("12D3KooWB".to_owned(), 20), ("12D3KooWA".to_owned(), 10)]
                     .into_iter()
                     .collect(),
@@ -246,6 +254,7 @@ mod tests {
                 "kagami_mirror_verify_failures_total 3",
                 "kagami_mirror_resumes_total 4",
                 "kagami_mirror_hedges_total 6",
+                "kagami_mirror_tls_failures_total 8",
                 "kagami_mirror_peer_bytes_total{peer=\"12D3KooWA\"} 10",
                 "kagami_mirror_peer_bytes_total{peer=\"12D3KooWB\"} 20",
                 "kagami_mirror_peer_bytes_total{peer=\"other\"} 99",

@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 use crate::airgap::AirGap;
 use crate::hosts::{self, HostsConfig};
 use crate::p2p::{self, P2p};
+use crate::tls_accept::ClusterTls;
+use crate::trust::NodeTrust;
 use crate::{DEFAULT_DATA_DIR, DEFAULT_REGISTRY_PORT, layout_dir, status};
 
 /// How long requests in flight may run on after shutdown is asked for.
@@ -55,6 +57,11 @@ pub enum Error {
     /// containerd's mirror configuration could not be written.
     #[error("cannot write containerd's mirror configuration")]
     Hosts(#[source] kagami_containerd::Error),
+    /// Neither cluster trust nor insecure HTTP was chosen.
+    #[error(
+        "no cluster trust configured: give the node its material (Builder::trust) or choose insecure HTTP explicitly (Builder::insecure_http)"
+    )]
+    NoSecurity,
     /// The P2P side could not start.
     #[error(transparent)]
     P2p(#[from] p2p::Error),
@@ -86,6 +93,19 @@ pub struct Builder {
     p2p: Option<p2p::Options>,
     store: StoreChoice,
     hosts: Option<HostsConfig>,
+    security: Option<Security>,
+}
+
+/// How the registry API and peer fetches are protected.
+#[derive(Debug, Clone)]
+pub enum Security {
+    /// HTTPS with the cluster's certificates: clients must present a
+    /// certificate signed by the cluster CA, and peers are checked against
+    /// the CA and their peer IDs.
+    Cluster(NodeTrust),
+    /// Plain HTTP, for lab use only: anyone who can reach the port can
+    /// read every image, and peers are not authenticated.
+    InsecureHttp,
 }
 
 impl Default for Builder {
@@ -97,6 +117,7 @@ impl Default for Builder {
             p2p: None,
             store: StoreChoice::Layout,
             hosts: None,
+            security: None,
         }
     }
 }
@@ -141,9 +162,38 @@ impl Builder {
         self
     }
 
+    /// Serves over HTTPS with the cluster's trust material (the default of
+    /// the `kagami` binary). A node must be given this or
+    /// [`Builder::insecure_http`].
+    pub fn trust(mut self, trust: NodeTrust) -> Builder {
+        self.security = Some(Security::Cluster(trust));
+        self
+    }
+
+    /// Serves plain HTTP and fetches from peers without authentication.
+    /// For lab use only; the node warns about it when it starts.
+    pub fn insecure_http(mut self) -> Builder {
+        self.security = Some(Security::InsecureHttp);
+        self
+    }
+
     /// Opens the store, binds the registry port, joins the P2P network if
     /// asked to, and starts serving.
     pub async fn start(self) -> Result<Node, Error> {
+        let security = self.security.clone().ok_or(Error::NoSecurity)?;
+        // Every TLS configuration here names its provider; the default is
+        // for HTTP clients built without one (peers in insecure mode). It
+        // may already be installed by the embedding program.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let trust = match &security {
+            Security::Cluster(trust) => Some(trust.clone()),
+            Security::InsecureHttp => {
+                tracing::warn!(
+                    "INSECURE: the registry API serves plain HTTP to anyone who can reach it, and peers are not authenticated; use this only in a lab"
+                );
+                None
+            }
+        };
         let opened = self.open_store().await?;
         let store = opened.store.clone();
         let bind_error = |source| Error::Bind {
@@ -154,11 +204,13 @@ impl Builder {
         let addr = listener.local_addr().map_err(bind_error)?;
         let readiness = Readiness::new();
         if let Some(hosts) = &self.hosts {
-            hosts::write(hosts, addr).map_err(Error::Hosts)?;
+            hosts::write(hosts, addr, trust.as_ref()).map_err(Error::Hosts)?;
         }
 
         let p2p = match &self.p2p {
-            Some(options) => Some(P2p::start(&self.data_dir, options, addr, store.clone()).await?),
+            Some(options) => Some(
+                P2p::start(&self.data_dir, options, addr, store.clone(), trust.as_ref()).await?,
+            ),
             None => {
                 tracing::info!("P2P disabled: serving this node's own images only");
                 None
@@ -175,23 +227,54 @@ impl Builder {
             None => kagami_registry::app(store, self.registry.clone(), readiness.clone()),
         }
         .merge(crate::metrics::routes(p2p.clone()));
+        let app = match &trust {
+            Some(trust) => {
+                let addrs = p2p.clone().map(|p2p| -> crate::join::P2pAddrs {
+                    Arc::new(move || p2p.listen_addrs().iter().map(ToString::to_string).collect())
+                });
+                app.merge(crate::join::member_routes(trust.clone(), addrs))
+                    .merge(crate::join::join_routes(trust.clone()))
+                    .layer(axum::middleware::from_fn(crate::tls_accept::guard))
+            }
+            None => app,
+        };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let shutdown = async move {
             // A dropped sender means the Node went away: stop as well.
             let _ = stop_rx.await;
         };
-        let server = tokio::spawn(kagami_registry::serve(
-            listener,
-            app,
-            shutdown,
-            SHUTDOWN_GRACE,
-        ));
+        let server = match &trust {
+            Some(trust) => tokio::spawn(kagami_registry::serve_with(
+                listener,
+                ClusterTls {
+                    trust: trust.clone(),
+                },
+                app,
+                shutdown,
+                SHUTDOWN_GRACE,
+            )),
+            None => tokio::spawn(kagami_registry::serve(
+                listener,
+                app,
+                shutdown,
+                SHUTDOWN_GRACE,
+            )),
+        };
         readiness.set_ready(true);
         tracing::info!(
             %addr,
             default_registry = %self.registry.default_registry,
-            "node serving over plain HTTP"
+            scheme = if trust.is_some() { "https (client certificates required)" } else { "http (insecure)" },
+            "node serving"
         );
+        let renewal = trust.as_ref().map(|trust| {
+            let mirror = p2p.as_ref().map(|p2p| p2p.mirror().clone());
+            trust.spawn_renewal(move || {
+                if let Some(mirror) = &mirror {
+                    mirror.reset_peer_clients();
+                }
+            })
+        });
         // After the server is up: an import must not delay serving.
         let airgap = opened
             .containerd
@@ -202,6 +285,7 @@ impl Builder {
             layout: opened.layout,
             containerd: opened.containerd,
             airgap,
+            renewal,
             p2p,
             stop: Some(stop_tx),
             server,
@@ -275,6 +359,8 @@ pub struct Node {
     containerd: Option<Arc<Containerd>>,
     /// Imports `<data-dir>/agent/images/` into containerd while it lives.
     airgap: Option<AirGap>,
+    /// Renews the node certificate when due.
+    renewal: Option<JoinHandle<()>>,
     p2p: Option<P2p>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
@@ -318,6 +404,9 @@ impl Node {
     pub async fn shutdown(mut self) -> Result<(), Error> {
         // No imports into containerd while shutting down.
         drop(self.airgap.take());
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -337,6 +426,14 @@ impl Node {
         }
         tracing::info!("shutting down");
         self.shutdown().await
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
     }
 }
 

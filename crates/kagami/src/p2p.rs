@@ -11,6 +11,8 @@ use kagami_core::store::Store;
 use kagami_p2p::{AdvertisePolicy, Advertiser, Multiaddr, PeerId, Psk};
 use kagami_registry::{Mirror, MirrorConfig};
 
+use crate::trust::NodeTrust;
+
 /// Default P2P port, the one K3s uses; the same on every node.
 pub const DEFAULT_P2P_PORT: u16 = kagami_p2p::DEFAULT_PORT;
 
@@ -100,8 +102,9 @@ impl P2p {
         options: &Options,
         registry_addr: SocketAddr,
         store: Arc<dyn Store>,
+        trust: Option<&NodeTrust>,
     ) -> Result<P2p, Error> {
-        let key_path = data_dir.join("p2p").join("identity.key");
+        let key_path = identity_path(data_dir);
         let keypair =
             kagami_p2p::identity::load_or_create(&key_path).map_err(|source| Error::Material {
                 what: "the node's P2P identity",
@@ -113,6 +116,10 @@ impl P2p {
         let mut config = kagami_p2p::Config::new(keypair, psk.clone());
         config.listen = to_multiaddr(options.listen)?;
         config.bootstrap = options.bootstrap.clone();
+        if let Some(trust) = trust {
+            let own = keypair_peer_id(&config);
+            config.bootstrap.extend(discover(trust, &own).await);
+        }
         config.registry_port = registry_addr.port();
         config.lookup_timeout = options.mirror.resolve_timeout;
         config.record_ttl = options.record_ttl;
@@ -138,6 +145,9 @@ impl P2p {
             );
         }
         let mut mirror_config = options.mirror.clone();
+        if let Some(trust) = trust {
+            mirror_config.peer_tls = Some(peer_tls(trust.clone()));
+        }
         mirror_config.own_addrs.push(registry_addr);
         let mirror = Mirror::new(shared, mirror_config).map_err(|e| Error::Mirror(Box::new(e)))?;
         tracing::info!(
@@ -191,6 +201,76 @@ impl P2p {
     }
 }
 
+/// The node's libp2p peer ID, from its identity key in the data directory
+/// (made on first use): node certificates bind it.
+pub fn node_peer_id(data_dir: &Path) -> Result<String, Error> {
+    let key_path = identity_path(data_dir);
+    let keypair =
+        kagami_p2p::identity::load_or_create(&key_path).map_err(|source| Error::Material {
+            what: "the node's P2P identity",
+            path: key_path.clone(),
+            source: Box::new(source),
+        })?;
+    Ok(keypair.public().to_peer_id().to_string())
+}
+
+fn identity_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("p2p").join("identity.key")
+}
+
+/// The peer ID of the keypair `config` starts the router with.
+fn keypair_peer_id(config: &kagami_p2p::Config) -> String {
+    config.keypair.public().to_peer_id().to_string()
+}
+
+/// The P2P addresses the server this node joined through lists (none for
+/// a node that joined no server), without this node's own: behind a load
+/// balancer, a server may be handed its own address, and must not dial
+/// itself.
+async fn discover(trust: &NodeTrust, own: &str) -> Vec<Multiaddr> {
+    let Some(server) = trust.server_url() else {
+        return Vec::new();
+    };
+    let listed = match crate::join::server_peers(server, &trust.identity()).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::warn!(%server, error = %e, "cannot ask the server for P2P peers; using --bootstrap-peer only");
+            return Vec::new();
+        }
+    };
+    let peers = besides_self(listed, own);
+    tracing::info!(%server, peers = peers.len(), "P2P peers from the server");
+    peers
+}
+
+/// The listed addresses that parse, without this node's own.
+fn besides_self(listed: Vec<String>, own: &str) -> Vec<Multiaddr> {
+    let suffix = format!("/p2p/{own}");
+    let mut peers = Vec::new();
+    for text in listed {
+        if text.ends_with(&suffix) {
+            tracing::info!(addr = %text, "the server listed this node itself (a load balancer in front of the servers?); not dialling it");
+            continue;
+        }
+        match text.parse::<Multiaddr>() {
+            Ok(addr) => peers.push(addr),
+            Err(_) => {
+                tracing::warn!(addr = %text, "the server listed an address that is not a multiaddr")
+            }
+        }
+    }
+    peers
+}
+
+/// Peer fetches over HTTPS: this node's certificate, and the peer's
+/// checked against the cluster CA and the peer ID the DHT named.
+fn peer_tls(trust: NodeTrust) -> kagami_registry::PeerTls {
+    kagami_registry::PeerTls::new(move |peer_id: &str| {
+        kagami_cluster::tls::peer_client_config(&trust.identity(), Some(peer_id))
+            .map_err(|e| e.to_string())
+    })
+}
+
 /// Reads the cluster's key. With no file named, a first start makes one in
 /// the data dir, since a lone node needs none shared yet; a named file
 /// must exist, so a typo never silently splits a cluster.
@@ -227,4 +307,27 @@ fn to_multiaddr(addr: SocketAddr) -> Result<Multiaddr, Error> {
     };
     text.parse()
         .map_err(|_| Error::ListenAddress { listen: addr })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_listing_this_node_itself_is_not_dialled() {
+        let own = kagami_p2p::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let other = kagami_p2p::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let listed = vec![
+            format!("/ip4/10.0.0.1/tcp/5001/p2p/{own}"),
+            format!("/ip4/10.0.0.2/tcp/5001/p2p/{other}"),
+            "not a multiaddr".to_owned(),
+        ];
+        let peers = besides_self(listed, &own.to_string());
+        assert_eq!(peers.len(), 1);
+        assert!(peers[0].to_string().ends_with(&other.to_string()));
+    }
 }

@@ -57,6 +57,11 @@ pub struct P2pArgs {
 }
 
 impl P2pArgs {
+    /// Whether `--embedded-registry` is on.
+    pub fn embedded_registry(&self) -> bool {
+        self.embedded_registry
+    }
+
     /// The node's P2P options, or `None` when the embedded registry is off.
     pub fn options(&self, bind: IpAddr) -> anyhow::Result<Option<Options>> {
         if !self.embedded_registry {

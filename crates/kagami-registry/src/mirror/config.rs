@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use kagami_core::Registry;
 
+use super::tls::PeerTls;
+
 /// Which registries' content a node looks up on its peers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Mirrored {
@@ -58,13 +60,17 @@ pub struct MirrorConfig {
     pub manifest_timeout: Duration,
     /// Most providers asked for, and tried, per key.
     pub max_providers: usize,
-    /// How long a peer that served bytes not matching their digest is
-    /// skipped.
+    /// How long a peer that served bytes not matching their digest, or
+    /// failed the TLS checks of [`peer_tls`](Self::peer_tls), is skipped.
     pub bad_peer_ttl: Duration,
     /// Addresses this node's own registry is reached at. The router never
     /// names this node, but a provider at one of these is skipped anyway,
     /// so a misconfigured router cannot make a node ask itself.
     pub own_addrs: Vec<SocketAddr>,
+    /// How peers are reached: `None` (the default) over plain HTTP, or
+    /// over HTTPS with the configurations a [`PeerTls`] makes, one client
+    /// per peer ID.
+    pub peer_tls: Option<PeerTls>,
 }
 
 impl MirrorConfig {
@@ -87,8 +93,8 @@ impl MirrorConfig {
     pub const DEFAULT_MANIFEST_TIMEOUT: Duration = Duration::from_secs(3);
     /// Spegel's: three holders are enough to hedge and resume.
     pub const DEFAULT_MAX_PROVIDERS: usize = 3;
-    /// Long enough to stop a corrupt peer being picked again at once,
-    /// short enough that a peer that was repaired comes back.
+    /// Long enough to stop a corrupt or untrusted peer being picked again
+    /// at once, short enough that a peer that was repaired comes back.
     pub const DEFAULT_BAD_PEER_TTL: Duration = Duration::from_secs(60);
 }
 
@@ -106,6 +112,7 @@ impl Default for MirrorConfig {
             max_providers: MirrorConfig::DEFAULT_MAX_PROVIDERS,
             bad_peer_ttl: MirrorConfig::DEFAULT_BAD_PEER_TTL,
             own_addrs: Vec::new(),
+            peer_tls: None,
         }
     }
 }

@@ -1,8 +1,10 @@
-//! Asking one peer for content over HTTP: the client (built in one place,
-//! so that TLS slots in there later), the requests, and what counts as a
-//! good answer. Every request carries the loop guard and `?ns=`.
+//! Asking one peer for content over HTTP or HTTPS (see `clients`): the
+//! requests, and what counts as a good answer. Every request carries the
+//! loop guard and `?ns=`.
 
+use std::error::Error as _;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -11,8 +13,9 @@ use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use http::{HeaderMap, Method, StatusCode};
 use kagami_core::router::Peer;
 use kagami_core::{Digest, MediaType, Registry, Repository};
-use reqwest::{Client, RequestBuilder, Response, Url};
+use reqwest::{RequestBuilder, Response, Url};
 
+use super::clients::Clients;
 use super::config::MirrorConfig;
 use super::{MIRRORED_HEADER, verify};
 use crate::path::TagOrDigest;
@@ -22,8 +25,6 @@ use crate::routes::DOCKER_CONTENT_DIGEST;
 /// Largest manifest accepted from a peer (the distribution registry's
 /// own limit); manifests are read whole, so this bounds the memory.
 const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
-/// How long an idle connection to a peer is kept for the next request.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why one request to one peer did not give a usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,13 @@ pub(super) enum AttemptError {
     /// No connection, or the connection broke before the response head.
     #[error("request failed: {source}")]
     Request { source: reqwest::Error },
+    /// No client for the peer: its TLS configuration could not be made.
+    #[error("no TLS client for the peer: {reason}")]
+    Client { reason: String },
+    /// The TLS handshake failed: the peer's certificate is not from the
+    /// cluster, does not bind the peer ID, or the peer refused ours.
+    #[error("TLS handshake failed: {reason}")]
+    Handshake { reason: String },
     /// No response head within the stall timeout.
     #[error("no response within {budget:?}")]
     Timeout { budget: Duration },
@@ -53,19 +61,60 @@ impl AttemptError {
     pub(super) fn is_corrupt(&self) -> bool {
         matches!(self, AttemptError::Corrupt { .. })
     }
+
+    /// Whether the peer failed the TLS checks (rather than failing to
+    /// answer).
+    pub(super) fn is_untrusted(&self) -> bool {
+        matches!(self, AttemptError::Handshake { .. })
+    }
+
+    /// Whether this node could not make a client for the peer.
+    pub(super) fn is_client(&self) -> bool {
+        matches!(self, AttemptError::Client { .. })
+    }
+
+    /// A failed request, told apart by whether TLS refused it.
+    fn request(source: reqwest::Error) -> AttemptError {
+        match tls_cause(&source) {
+            Some(reason) => AttemptError::Handshake { reason },
+            None => AttemptError::Request { source },
+        }
+    }
 }
 
-/// The HTTP client for peers. Peers never redirect and are never reached
-/// through a proxy, whatever the environment says.
-pub(super) fn client(config: &MirrorConfig) -> Result<Client, reqwest::Error> {
-    Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(config.connect_timeout)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .user_agent(concat!("kagami/", env!("CARGO_PKG_VERSION")))
-        .build()
+/// When a TLS error is among the causes of `error`: what it says.
+/// (An `io::Error`'s `source` skips the error it wraps, and hyper's
+/// connector wraps the handshake's `io::Error` in another, so those are
+/// unwrapped by hand.)
+fn tls_cause(error: &reqwest::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = error.source();
+    while let Some(current) = cause {
+        let mut inner = current;
+        while let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            if let Some(alert) = alert_received(io) {
+                return Some(alert);
+            }
+            match io.get_ref() {
+                Some(wrapped) => inner = wrapped,
+                None => break,
+            }
+        }
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        cause = current.source();
+    }
+    None
+}
+
+/// The alert a peer sent to end the connection, when it refused this
+/// node's certificate after the handshake (TLS 1.3 checks the client's
+/// certificate then). On HTTP/2, h2 turns the `rustls::Error` it met into
+/// its text, so the alert is recognised by rustls's wording.
+fn alert_received(io: &std::io::Error) -> Option<String> {
+    let text = io.get_ref()?.to_string();
+    (io.kind() == std::io::ErrorKind::InvalidData && text.starts_with("received fatal alert"))
+        .then_some(text)
 }
 
 /// What a request names besides its content: the registry (sent as `ns`)
@@ -98,19 +147,24 @@ pub(super) enum Opened {
     Unsatisfiable { size: u64 },
 }
 
-/// Requests to peers with one client and one stall budget.
+/// Requests to peers with their clients and one stall budget.
 #[derive(Clone)]
 pub(super) struct Fetch {
-    client: Client,
+    clients: Arc<Clients>,
     stall: Duration,
 }
 
 impl Fetch {
-    pub(super) fn new(config: &MirrorConfig) -> Result<Fetch, reqwest::Error> {
+    pub(super) fn new(config: &MirrorConfig) -> Result<Fetch, crate::error::Error> {
         Ok(Fetch {
-            client: client(config)?,
+            clients: Arc::new(Clients::new(config)?),
             stall: config.stall_timeout,
         })
+    }
+
+    /// Drops the per-peer clients (see `Clients::reset`).
+    pub(super) fn reset_clients(&self) {
+        self.clients.reset();
     }
 
     /// How long a body may go without new bytes.
@@ -224,26 +278,29 @@ impl Fetch {
         kind: &str,
         name: &str,
     ) -> Result<RequestBuilder, AttemptError> {
+        let client = self
+            .clients
+            .for_peer(&peer.id)
+            .map_err(|reason| AttemptError::Client { reason })?;
         // Names, tags and digests are validated: nothing in them needs escaping.
         let mut url = Url::parse(&format!(
-            "http://{}/v2/{}/{kind}/{name}",
-            peer.addr, target.repository
+            "{}://{}/v2/{}/{kind}/{name}",
+            self.clients.scheme(),
+            peer.addr,
+            target.repository
         ))
         .map_err(|_| AttemptError::Header {
             what: "peer address is not a URL",
         })?;
         url.query_pairs_mut()
             .append_pair("ns", target.registry.as_str());
-        Ok(self
-            .client
-            .request(method, url)
-            .header(MIRRORED_HEADER, "true"))
+        Ok(client.request(method, url).header(MIRRORED_HEADER, "true"))
     }
 
     async fn send(&self, request: RequestBuilder) -> Result<Response, AttemptError> {
         match tokio::time::timeout(self.stall, request.send()).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(source)) => Err(AttemptError::Request { source }),
+            Ok(Err(source)) => Err(AttemptError::request(source)),
             Err(_) => Err(AttemptError::Timeout { budget: self.stall }),
         }
     }
@@ -273,7 +330,7 @@ async fn read_capped(response: Response) -> Result<Bytes, AttemptError> {
     let mut bytes = BytesMut::with_capacity(announced.unwrap_or(0) as usize);
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|source| AttemptError::Request { source })?;
+        let chunk = chunk.map_err(AttemptError::request)?;
         if (bytes.len() + chunk.len()) as u64 > MAX_MANIFEST_BYTES {
             return Err(AttemptError::TooLarge);
         }

@@ -68,8 +68,10 @@ pub(super) struct Won<T> {
 
 /// Races `attempt` across `peers` (in order) as the module says. Every
 /// failure is logged at DEBUG and recorded against its peer; a peer that
-/// sent corrupt bytes is marked bad. Returns the failures when no peer
-/// gave a good answer. Safe to cancel: dropping it drops every attempt.
+/// sent corrupt bytes is marked bad, and one that failed the TLS checks
+/// is marked untrusted and reported (see `report`). Returns the failures
+/// when no peer gave a good answer. Safe to cancel: dropping it drops
+/// every attempt.
 pub(super) async fn race<T, F, Fut>(
     mirror: &Inner,
     key: &Key,
@@ -112,7 +114,14 @@ where
                     if error.is_corrupt() {
                         mirror.stats.verify_failed();
                         mirror.peers.mark_bad(&peer);
+                    } else if error.is_untrusted() {
+                        mirror.stats.tls_failed();
+                        mirror.peers.mark_untrusted(&peer);
+                        mirror.report.peer_tls(&peer, &error);
                     } else {
+                        if error.is_client() {
+                            mirror.report.peer_tls(&peer, &error);
+                        }
                         mirror.peers.failed(&peer);
                     }
                     failures.push((peer, error));

@@ -14,11 +14,13 @@
 //! - the fetch (`hedge`, `fetch`): the best peer first, raced by the next
 //!   when slow; manifests are read whole and checked against their digest,
 //!   blobs stream through `relay`, checked as they pass and resumed on
-//!   another peer when a stream breaks.
+//!   another peer when a stream breaks. Peers are asked over plain HTTP,
+//!   or over HTTPS with [`MirrorConfig::peer_tls`] (`clients`, `tls`).
 //!
 //! Whatever fails, the client gets the ordinary 404 within the budget, and
 //! containerd moves on to its next endpoint.
 
+mod clients;
 mod config;
 mod fetch;
 mod hedge;
@@ -28,6 +30,7 @@ mod pull;
 mod relay;
 mod report;
 mod stats;
+mod tls;
 mod verify;
 
 use std::fmt;
@@ -39,6 +42,7 @@ use kagami_core::{Registry, Tag};
 
 pub use config::{MirrorConfig, Mirrored};
 pub use stats::MirrorStats;
+pub use tls::PeerTls;
 
 use crate::error::Error;
 
@@ -72,7 +76,7 @@ impl Mirror {
     /// A mirror that finds providers with `router`. Fails only when the
     /// HTTP client cannot be built.
     pub fn new(router: Arc<dyn Router>, config: MirrorConfig) -> Result<Mirror, Error> {
-        let fetch = fetch::Fetch::new(&config).map_err(|source| Error::MirrorClient { source })?;
+        let fetch = fetch::Fetch::new(&config)?;
         let lookup = lookup::Lookup::new(
             router,
             config.resolve_timeout,
@@ -100,6 +104,19 @@ impl Mirror {
     /// What it has done so far.
     pub fn stats(&self) -> &MirrorStats {
         &self.inner.stats
+    }
+
+    /// Drops the HTTP clients kept for peers with
+    /// [`MirrorConfig::peer_tls`], and lifts the marks of peers that
+    /// failed the TLS checks: call it once this node's TLS material has
+    /// changed (its certificate renewed, say), so that every peer is asked
+    /// again with a configuration made afresh. Requests in flight finish
+    /// on the clients they have. Without `peer_tls`, it does nothing.
+    pub fn reset_peer_clients(&self) {
+        self.inner.fetch.reset_clients();
+        if self.inner.config.peer_tls.is_some() {
+            self.inner.peers.forgive_untrusted();
+        }
     }
 
     /// The mirror a request may use: none for a request from a peer.

@@ -1,7 +1,7 @@
 //! What this node has seen of each peer, and the order peers are tried
-//! in: peers that served corrupt bytes not at all for a while, then the
-//! fewest recent failures first, then the least used, then the router's
-//! order.
+//! in: peers that served corrupt bytes or failed the TLS checks not at
+//! all for a while, then the fewest recent failures first, then the least
+//! used, then the router's order.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +24,15 @@ struct Health {
     uses: u64,
     /// Skipped until then, after serving bytes that did not match.
     bad_until: Option<Instant>,
+    /// Skipped until then, after failing the TLS checks.
+    untrusted_until: Option<Instant>,
+}
+
+impl Health {
+    fn skipped(&self, now: Instant) -> bool {
+        let until = self.bad_until.max(self.untrusted_until);
+        until.is_some_and(|until| until > now)
+    }
 }
 
 /// The peer record.
@@ -48,7 +57,7 @@ impl Peers {
             .iter()
             .filter_map(|peer| match health.get(&peer.id) {
                 None => Some((0, 0, peer)),
-                Some(h) if h.bad_until.is_some_and(|until| until > now) => None,
+                Some(h) if h.skipped(now) => None,
                 Some(h) => Some((h.failures, h.uses, peer)),
             })
             .collect();
@@ -65,8 +74,7 @@ impl Peers {
         let now = Instant::now();
         lock(&self.health)
             .get(&peer.id)
-            .and_then(|h| h.bad_until)
-            .is_some_and(|until| until > now)
+            .is_some_and(|h| h.skipped(now))
     }
 
     pub(super) fn started(&self, peer: &Peer) {
@@ -90,11 +98,30 @@ impl Peers {
         });
     }
 
+    /// Skips `peer` for the bad-peer TTL, as one that failed the TLS
+    /// checks.
+    pub(super) fn mark_untrusted(&self, peer: &Peer) {
+        let until = Instant::now() + self.bad_ttl;
+        self.update(peer, |h| {
+            h.failures = h.failures.saturating_add(1);
+            h.untrusted_until = Some(until);
+        });
+    }
+
+    /// Lifts every mark for failed TLS checks: this node's own TLS
+    /// material changed, and the failures may have been its fault (a
+    /// certificate that had expired, say).
+    pub(super) fn forgive_untrusted(&self) {
+        for h in lock(&self.health).values_mut() {
+            h.untrusted_until = None;
+        }
+    }
+
     fn update(&self, peer: &Peer, change: impl FnOnce(&mut Health)) {
         let mut health = lock(&self.health);
         if !health.contains_key(&peer.id) && health.len() >= MAX_PEERS {
             let now = Instant::now();
-            health.retain(|_, h| h.bad_until.is_some_and(|until| until > now));
+            health.retain(|_, h| h.skipped(now));
             if health.len() >= MAX_PEERS {
                 health.clear();
             }
@@ -144,5 +171,21 @@ mod tests {
         peers.mark_bad(&a);
         assert!(peers.is_bad(&a));
         assert_eq!(ids(&peers.order(&[a, b])), ["b"]);
+    }
+
+    #[test]
+    fn untrusted_peers_are_skipped_until_forgiven() {
+        let peers = Peers::new(Duration::from_secs(60));
+        let (a, b, c) = (peer("a"), peer("b"), peer("c"));
+        peers.mark_untrusted(&a);
+        peers.mark_bad(&b);
+        assert!(peers.is_bad(&a));
+        let all = [a.clone(), b.clone(), c];
+        assert_eq!(ids(&peers.order(&all)), ["c"]);
+        // Only the TLS marks are lifted: corrupt bytes stay held against b.
+        peers.forgive_untrusted();
+        assert!(!peers.is_bad(&a));
+        assert!(peers.is_bad(&b));
+        assert_eq!(ids(&peers.order(&all)), ["c", "a"]);
     }
 }

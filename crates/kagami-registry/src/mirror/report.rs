@@ -1,54 +1,87 @@
-//! What the mirror logs when it gives up on a key: each peer's failure
-//! is already at DEBUG (see `hedge`); the summary goes to INFO at most
-//! once per key per [`QUIET_FOR`], so a node that keeps missing the same
-//! content (a single-node cluster, say) does not flood its log.
+//! What the mirror logs beyond DEBUG (each peer's failure is at DEBUG;
+//! see `hedge`), each at most once per subject per [`QUIET_FOR`]:
+//! - when it gives up on a key, a summary at INFO, so that a node that
+//!   keeps missing the same content (a single-node cluster, say) does not
+//!   flood its log;
+//! - when a peer fails the TLS checks, or no TLS client can be made for
+//!   it, a WARN: the cluster's trust is broken there, which an operator
+//!   must see, but a peer asked for many keys is still one line.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use kagami_core::Key;
+use kagami_core::router::Peer;
 use tokio::time::Instant;
 
+use super::fetch::AttemptError;
 use super::lock;
 
-/// Shortest time between two summaries for one key.
+/// Shortest time between two lines for one subject.
 const QUIET_FOR: Duration = Duration::from_secs(60);
-/// Most keys remembered; past that, the oldest memories are dropped.
-const MAX_KEYS: usize = 4096;
+/// Most subjects remembered; past that, the oldest memories are dropped.
+const MAX_SUBJECTS: usize = 4096;
 
-/// When each key was last summarised.
+/// When each key, and each peer, was last reported.
 #[derive(Default)]
 pub(super) struct Report {
-    last: Mutex<HashMap<Key, Instant>>,
+    keys: Quiet<Key>,
+    peers: Quiet<String>,
 }
 
 impl Report {
     /// Logs that `key` could not be served from peers, and why.
     pub(super) fn gave_up(&self, key: &Key, why: &str) {
-        if self.should_log(key) {
+        if self.keys.should_log(key) {
             tracing::info!(%key, %why, "not served from peers");
         } else {
             tracing::debug!(%key, %why, "not served from peers");
         }
     }
 
-    fn should_log(&self, key: &Key) -> bool {
+    /// Logs that `peer` failed the TLS checks, or that no TLS client
+    /// could be made for it.
+    pub(super) fn peer_tls(&self, peer: &Peer, error: &AttemptError) {
+        if self.peers.should_log(&peer.id) {
+            tracing::warn!(peer = %peer.id, addr = %peer.addr, %error, "not fetching from this peer over TLS");
+        } else {
+            tracing::debug!(peer = %peer.id, addr = %peer.addr, %error, "not fetching from this peer over TLS");
+        }
+    }
+}
+
+/// When each subject was last logged.
+struct Quiet<K> {
+    last: Mutex<HashMap<K, Instant>>,
+}
+
+impl<K> Default for Quiet<K> {
+    fn default() -> Quiet<K> {
+        Quiet {
+            last: Mutex::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> Quiet<K> {
+    fn should_log(&self, subject: &K) -> bool {
         let now = Instant::now();
         let mut last = lock(&self.last);
         if last
-            .get(key)
+            .get(subject)
             .is_some_and(|at| now.duration_since(*at) < QUIET_FOR)
         {
             return false;
         }
-        if last.len() >= MAX_KEYS {
+        if last.len() >= MAX_SUBJECTS {
             last.retain(|_, at| now.duration_since(*at) < QUIET_FOR);
-            if last.len() >= MAX_KEYS {
+            if last.len() >= MAX_SUBJECTS {
                 last.clear();
             }
         }
-        last.insert(key.clone(), now);
+        last.insert(subject.clone(), now);
         true
     }
 }
@@ -68,8 +101,23 @@ mod tests {
             kagami_core::Algorithm::Sha256,
             &[2; 32],
         ));
-        assert!(report.should_log(&a));
-        assert!(!report.should_log(&a));
-        assert!(report.should_log(&b));
+        assert!(report.keys.should_log(&a));
+        assert!(!report.keys.should_log(&a));
+        assert!(report.keys.should_log(&b));
+    }
+
+    #[test]
+    fn one_warning_per_peer_per_quiet_period() {
+        let report = Report::default();
+        let (a, b) = ("a".to_owned(), "b".to_owned());
+        assert!(report.peers.should_log(&a));
+        assert!(!report.peers.should_log(&a));
+        assert!(report.peers.should_log(&b));
+        // Keys and peers are remembered apart.
+        let key = Key::Digest(kagami_core::Digest::from_hash(
+            kagami_core::Algorithm::Sha256,
+            &[1; 32],
+        ));
+        assert!(report.keys.should_log(&key));
     }
 }

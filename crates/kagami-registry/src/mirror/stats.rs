@@ -18,6 +18,7 @@ pub struct MirrorStats {
     lookups: AtomicU64,
     lookup_failures: AtomicU64,
     verify_failures: AtomicU64,
+    tls_failures: AtomicU64,
     resumes: AtomicU64,
     hedges: AtomicU64,
     relayed: Mutex<HashMap<String, u64>>,
@@ -40,6 +41,13 @@ impl MirrorStats {
     /// Responses from peers whose bytes did not match their digest.
     pub fn verify_failures(&self) -> u64 {
         self.verify_failures.load(Ordering::Relaxed)
+    }
+
+    /// Requests to peers that failed the TLS checks: a certificate not
+    /// from the cluster, or not binding the peer ID the router named, or
+    /// the peer refusing this node's.
+    pub fn tls_failures(&self) -> u64 {
+        self.tls_failures.load(Ordering::Relaxed)
     }
 
     /// Blob transfers continued on another peer after a break.
@@ -77,6 +85,10 @@ impl MirrorStats {
 
     pub(super) fn verify_failed(&self) {
         self.verify_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn tls_failed(&self) {
+        self.tls_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn resumed(&self) {

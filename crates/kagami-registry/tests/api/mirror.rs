@@ -1,10 +1,12 @@
 //! The mirror path between real served nodes: what a node does not hold
 //! it serves from peers, within budgets, checked against digests, and
-//! never by asking in circles.
+//! never by asking in circles; over mutual TLS, only from peers that
+//! prove to be the ones the router named.
 
 mod faults;
 mod policy;
 mod pull;
+mod tls;
 
 use std::time::Duration;
 

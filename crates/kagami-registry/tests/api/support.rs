@@ -1,11 +1,14 @@
 //! The test harness: an in-memory `Store` that records how each blob
 //! stream ends and can be made slow, broken or lying, and helpers to send
 //! requests to the app and read answers. `cluster` starts served nodes
-//! that mirror from each other through an in-test router.
+//! that mirror from each other through an in-test router, over plain HTTP
+//! or over mutual TLS with the identities `tls` makes.
 
 mod cluster;
+mod tls;
 
 pub use cluster::*;
+pub use tls::*;
 
 use std::collections::HashMap;
 use std::ops::Range;

@@ -48,7 +48,7 @@ async fn manifest(server: &Server, built: &BuiltImage) -> (u16, String) {
         reference.tag().unwrap(),
         reference.registry()
     );
-    let response = reqwest::get(&url).await.unwrap();
+    let response = crate::pull::client().get(&url).send().await.unwrap();
     let digest = response
         .headers()
         .get("docker-content-digest")

@@ -65,9 +65,11 @@ impl Cluster {
         };
         tweak(&mut options);
         let data = tempfile::tempdir_in(self.dir.path()).unwrap().keep();
+        // These tests are about the P2P mirror; trust has its own (tls.rs).
         Node::builder()
             .data_dir(data)
             .listen(loopback())
+            .insecure_http()
             .p2p(options)
             .start()
             .await

@@ -46,7 +46,7 @@ async fn serves_an_image_held_by_a_real_containerd() {
         "{}/v2/team/app/manifests/v1?ns=registry.example.com",
         server.url()
     );
-    let response = reqwest::get(&url).await.unwrap();
+    let response = crate::pull::client().get(&url).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["docker-content-digest"],
@@ -57,7 +57,14 @@ async fn serves_an_image_held_by_a_real_containerd() {
             "{}/v2/team/app/blobs/{digest}?ns=registry.example.com",
             server.url()
         );
-        let body = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+        let body = crate::pull::client()
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(body.len() as u64, *size, "{digest}");
         assert_eq!(
             kagami_core::Hasher::digest(digest.algorithm(), &body),
@@ -119,7 +126,13 @@ async fn ctr_import(daemon: &Daemon, dir: &std::path::Path, spec: ImageSpec) -> 
 }
 
 async fn status_of(url: &str) -> u16 {
-    reqwest::get(url).await.unwrap().status().as_u16()
+    crate::pull::client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[tokio::test]
@@ -182,7 +195,7 @@ async fn containerd_going_away_is_503_and_its_return_is_noticed_once() {
     assert_eq!(status_of(&manifest).await, 200);
 
     daemon.kill();
-    let response = reqwest::get(&manifest).await.unwrap();
+    let response = crate::pull::client().get(&manifest).send().await.unwrap();
     assert_eq!(response.status(), 503);
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(body["errors"][0]["code"], "UNAVAILABLE", "{body}");

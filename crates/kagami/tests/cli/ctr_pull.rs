@@ -1,5 +1,8 @@
 //! The whole path with real containerd: three nodes, each a containerd and
-//! a `kagami server` on its store, on loopback with no upstream reachable.
+//! a kagami on its store, on loopback with no upstream reachable, all over
+//! mutual TLS: the first node is the server, the others join it with its
+//! token, and containerd reaches its kagami with the cluster CA and the
+//! node's client certificate, as the generated `hosts.toml` says.
 //! `ctr image pull --hosts-dir <node's certs.d>` pulls (and unpacks)
 //! through the node's own kagami, which fetches from whichever peer holds
 //! the image; a pull on one node makes the image available to the others;
@@ -13,7 +16,7 @@ use kagami_containerd::testing::Daemon;
 use kagami_store::testing::{ArchiveFormat, BuiltImage, Compression, ImageSpec, write_archive};
 
 use crate::cluster::keys;
-use crate::harness::{Server, eventually, p2p_flags};
+use crate::harness::{Server, eventually, run_ok};
 
 /// A miss costs kagami at most its resolve timeout (2 s) plus a peer's
 /// manifest timeout (3 s) per request, and containerd then tries the
@@ -28,10 +31,30 @@ struct CtrNode {
 }
 
 impl CtrNode {
-    fn start(dir: &Path, psk: &Path, bootstrap: &[&str]) -> CtrNode {
+    /// The first node: a server, with its own CA, PSK and token.
+    fn server(dir: &Path) -> CtrNode {
+        CtrNode::start("server", dir, &[])
+    }
+
+    /// A node that joins `server` with its token (and finds its peers
+    /// through it).
+    fn agent(dir: &Path, server: &CtrNode) -> CtrNode {
+        let token = run_ok(&server.data_dir(), &["token"]).trim().to_owned();
+        let url = server.server.url();
+        CtrNode::start("agent", dir, &["--server", &url, "--token", &token])
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.certs.parent().unwrap().join("data")
+    }
+
+    fn start(command: &str, dir: &Path, extra: &[&str]) -> CtrNode {
         let daemon = Daemon::start();
         let certs = dir.join("certs.d");
-        let mut flags = p2p_flags(psk, bootstrap);
+        let mut flags: Vec<String> = ["--secure", "--embedded-registry", "--p2p-port", "0"]
+            .map(String::from)
+            .to_vec();
+        flags.extend(extra.iter().map(|s| s.to_string()));
         flags.extend(
             [
                 "--store",
@@ -48,7 +71,7 @@ impl CtrNode {
             .map(String::from),
         );
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let server = Server::start(&dir.join("data"), &flags);
+        let server = Server::start_as(command, &dir.join("data"), &flags);
         CtrNode {
             daemon,
             server,
@@ -138,15 +161,20 @@ async fn snapshots(daemon: &Daemon) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctr_pulls_through_peers_and_fails_over_when_nobody_holds_the_image() {
     let tmp = tempfile::tempdir().unwrap();
-    let psk = tmp.path().join("psk");
-    kagami_p2p::Psk::generate().write(&psk).unwrap();
-    let a = CtrNode::start(&tmp.path().join("a"), &psk, &[]);
-    let a_addr = a.server.status().await["listen"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let b = CtrNode::start(&tmp.path().join("b"), &psk, &[&a_addr]);
-    let c = CtrNode::start(&tmp.path().join("c"), &psk, &[&a_addr]);
+    let a = CtrNode::server(&tmp.path().join("a"));
+    let b = CtrNode::agent(&tmp.path().join("b"), &a);
+    let c = CtrNode::agent(&tmp.path().join("c"), &a);
+    // containerd is pointed at kagami over HTTPS, with the cluster's CA
+    // and the node's client certificate.
+    let hosts = std::fs::read_to_string(b.certs.join("docker.io/hosts.toml")).unwrap();
+    assert!(
+        hosts.contains(&format!("[host.\"https://{}/v2\"]", b.server.addr)),
+        "{hosts}"
+    );
+    assert!(
+        hosts.contains("ca = ") && hosts.contains("client = "),
+        "{hosts}"
+    );
 
     let hub = "docker.io/library/kagami-e2e:1";
     let private = "registry.invalid/team/app:v1";

@@ -82,16 +82,29 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Everything the server wrote to stderr so far.
     log: Arc<Mutex<String>>,
+    /// The node's data directory.
+    data_dir: std::path::PathBuf,
+    /// Whether it serves HTTPS with cluster trust (else `--insecure-http`).
+    secure: bool,
     /// Disconnects when stderr has ended (the log is then complete).
     log_done: std::sync::mpsc::Receiver<()>,
 }
 
 impl Server {
-    /// Starts a server with extra flags and waits until it listens.
+    /// Starts a server with extra flags and waits until it listens. It
+    /// serves plain HTTP (`--insecure-http`) unless `extra` holds the
+    /// harness's own `--secure`, for tests that are not about trust.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_as("server", data_dir, extra)
+    }
+
+    /// Like [`Server::start`], for `kagami COMMAND` (`server`, `agent`).
+    pub fn start_as(command: &str, data_dir: &Path, extra: &[&str]) -> Server {
+        let secure = extra.contains(&"--secure");
+        let extra: Vec<&str> = extra.iter().copied().filter(|a| *a != "--secure").collect();
         let mut child = kagami()
             .args([
-                "server",
+                command,
                 "--https-listen-port",
                 "0",
                 "--bind-address",
@@ -103,9 +116,14 @@ impl Server {
             } else {
                 &["--store", "layout"][..]
             })
+            .args(if secure {
+                &[][..]
+            } else {
+                &["--insecure-http"][..]
+            })
             .arg("--data-dir")
             .arg(data_dir)
-            .args(extra)
+            .args(&extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -144,13 +162,31 @@ impl Server {
             child,
             addr,
             log,
+            data_dir: data_dir.to_owned(),
+            secure,
             log_done,
         }
     }
 
-    /// `http://ADDR`
+    /// A client of this node: with the node's own certificate when it
+    /// serves HTTPS, so it is let in as a member.
+    pub fn client(&self) -> reqwest::Client {
+        if !self.secure {
+            return crate::pull::client();
+        }
+        let identity = member_identity(&self.data_dir);
+        let tls = kagami_cluster::tls::peer_client_config(&identity, None).unwrap();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .no_proxy()
+            .build()
+            .unwrap()
+    }
+
+    /// `http://ADDR`, or `https://ADDR` for a secure node.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.secure { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// `ADDR`, as skopeo's `docker://ADDR/…` wants it.
@@ -165,7 +201,8 @@ impl Server {
 
     /// `GET /debug/p2p`: the node's P2P status document.
     pub async fn status(&self) -> serde_json::Value {
-        let response = crate::pull::client()
+        let response = self
+            .client()
             .get(format!("{}/debug/p2p", self.url()))
             .send()
             .await
@@ -206,6 +243,16 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The TLS identity of the node whose data directory is `data_dir`.
+pub fn member_identity(data_dir: &Path) -> kagami_cluster::tls::Identity {
+    let read = |name: &str| std::fs::read_to_string(data_dir.join("cluster").join(name)).unwrap();
+    kagami_cluster::tls::Identity {
+        ca_pem: read("ca.crt"),
+        cert_pem: read("node.crt"),
+        key_pem: read("node.key"),
     }
 }
 

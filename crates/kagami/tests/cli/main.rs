@@ -19,4 +19,5 @@ mod psk;
 mod pull;
 mod server;
 mod skopeo;
+mod trust;
 mod withdraw;

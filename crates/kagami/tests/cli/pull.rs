@@ -31,8 +31,15 @@ pub fn url(addr: SocketAddr, image: &Reference, kind: &str, name: &str) -> Strin
     )
 }
 
+/// Installs the process's rustls provider (ring, as kagami uses), which
+/// reqwest needs before it builds any client; once per test binary.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// One HTTP client per test: no proxy, whatever the environment says.
 pub fn client() -> reqwest::Client {
+    install_tls_provider();
     reqwest::Client::builder()
         .no_proxy()
         .build()

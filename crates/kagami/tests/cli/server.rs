@@ -17,7 +17,11 @@ fn server_defaults_are_port_6443_and_var_lib_kagami() {
 }
 
 async fn get(url: &str) -> reqwest::Response {
-    reqwest::get(url).await.expect("request reaches the server")
+    crate::pull::client()
+        .get(url)
+        .send()
+        .await
+        .expect("request reaches the server")
 }
 
 #[tokio::test]

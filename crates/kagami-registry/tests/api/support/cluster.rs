@@ -2,14 +2,17 @@
 //! 127.0.0.1:0 over its own `MemoryStore`, all finding providers through
 //! one `TestRouter` (a map from key to peers that counts its lookups).
 //! Requests go over real HTTP with reqwest, so a body cut short shows as
-//! the error a real client sees.
+//! the error a real client sees. With [`Cluster::start_tls`], nodes serve
+//! and fetch over mutual TLS with the identities of a test CA.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kagami_cluster::tls::Identity;
 use kagami_core::Key;
 use kagami_core::router::{Error as RouterError, Peer, Router};
 use kagami_core::store::Store;
@@ -18,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::{Answer, MemoryStore, ready};
+use super::{Answer, MemoryStore, NodeTls, client_config, install_crypto, ready};
 
 /// Longest any wait in these tests may take; far above what they need.
 pub const LIMIT: Duration = Duration::from_secs(10);
@@ -92,7 +95,11 @@ impl Router for TestRouter {
 pub struct Node {
     pub store: Arc<MemoryStore>,
     pub mirror: Mirror,
+    /// Set for a node served over TLS.
+    pub tls: Option<NodeTls>,
     peer: Peer,
+    /// Requests that reached the node's HTTP layer.
+    requests: Arc<AtomicUsize>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -101,6 +108,73 @@ impl Node {
     /// The node as a provider, named `node-<index>`.
     pub fn peer(&self) -> Peer {
         self.peer.clone()
+    }
+
+    /// Requests that reached the node's HTTP layer (past any handshake).
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The node's TLS side; panics for a plain node.
+    pub fn tls(&self) -> &NodeTls {
+        self.tls.as_ref().expect("a node served over TLS")
+    }
+
+    /// Serves node `index` on a port of its own: over TLS when `tls` (with
+    /// the identity it serves with) is given.
+    async fn start(
+        index: usize,
+        router: &Arc<TestRouter>,
+        config: &MirrorConfig,
+        tls: Option<(NodeTls, Identity)>,
+    ) -> Node {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = MirrorConfig {
+            own_addrs: vec![addr],
+            peer_tls: tls.as_ref().map(|(tls, _)| tls.peer_tls()),
+            ..config.clone()
+        };
+        let mirror = Mirror::new(router.clone(), config).unwrap();
+        let store = MemoryStore::new();
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let app =
+            kagami_registry::app_with_mirror(dyn_store, Config::default(), ready(), mirror.clone())
+                .layer(tower::util::MapRequestLayer::new(
+                    move |request: http::Request<axum::body::Body>| {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        request
+                    },
+                ));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let grace = Duration::from_millis(100);
+        let task = match &tls {
+            None => tokio::spawn(kagami_registry::serve(listener, app, shutdown, grace)),
+            Some((node_tls, identity)) => {
+                let handshake = node_tls.handshake(identity);
+                tokio::spawn(kagami_registry::serve_with(
+                    listener, handshake, app, shutdown, grace,
+                ))
+            }
+        };
+        let peer = Peer {
+            id: format!("node-{index}"),
+            addr,
+        };
+        Node {
+            store,
+            mirror,
+            tls: tls.map(|(tls, _)| tls),
+            peer,
+            requests,
+            stop: Some(stop),
+            task,
+        }
     }
 }
 
@@ -118,53 +192,53 @@ pub struct Cluster {
     pub router: Arc<TestRouter>,
     pub nodes: Vec<Node>,
     client: reqwest::Client,
+    scheme: &'static str,
 }
 
 impl Cluster {
     /// `count` empty nodes, each mirroring with `config` (plus its own
     /// address, which it must never ask).
     pub async fn start(count: usize, config: MirrorConfig) -> Cluster {
+        install_crypto();
         let router = TestRouter::new();
         let mut nodes = Vec::with_capacity(count);
         for index in 0..count {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let config = MirrorConfig {
-                own_addrs: vec![addr],
-                ..config.clone()
-            };
-            let mirror = Mirror::new(router.clone(), config).unwrap();
-            let store = MemoryStore::new();
-            let dyn_store: Arc<dyn Store> = store.clone();
-            let app = kagami_registry::app_with_mirror(
-                dyn_store,
-                Config::default(),
-                ready(),
-                mirror.clone(),
-            );
-            let (stop, stopped) = oneshot::channel::<()>();
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            let grace = Duration::from_millis(100);
-            let task = tokio::spawn(kagami_registry::serve(listener, app, shutdown, grace));
-            let peer = Peer {
-                id: format!("node-{index}"),
-                addr,
-            };
-            nodes.push(Node {
-                store,
-                mirror,
-                peer,
-                stop: Some(stop),
-                task,
-            });
+            nodes.push(Node::start(index, &router, &config, None).await);
         }
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
         Cluster {
             router,
             nodes,
             client,
+            scheme: "http",
+        }
+    }
+
+    /// Empty nodes served over mutual TLS, node `i` (named `node-<i>`)
+    /// serving and fetching with `identities[i]`, each mirroring with
+    /// `config` over TLS; the test's client presents `client`.
+    pub async fn start_tls(
+        config: MirrorConfig,
+        identities: Vec<Identity>,
+        client: &Identity,
+    ) -> Cluster {
+        install_crypto();
+        let router = TestRouter::new();
+        let mut nodes = Vec::with_capacity(identities.len());
+        for (index, identity) in identities.into_iter().enumerate() {
+            let tls = NodeTls::new(identity.clone());
+            nodes.push(Node::start(index, &router, &config, Some((tls, identity))).await);
+        }
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config(client))
+            .no_proxy()
+            .build()
+            .unwrap();
+        Cluster {
+            router,
+            nodes,
+            client,
+            scheme: "https",
         }
     }
 
@@ -187,7 +261,7 @@ impl Cluster {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Answer, reqwest::Error> {
-        let url = format!("http://{}{path}", self.nodes[node].peer.addr);
+        let url = format!("{}://{}{path}", self.scheme, self.nodes[node].peer.addr);
         let mut request = self.client.request(method, url);
         for (name, value) in headers {
             request = request.header(*name, *value);

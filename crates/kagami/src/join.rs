@@ -1,0 +1,362 @@
+//! The join protocol, both ends, on the registry port:
+//!
+//! - `POST /v1-kagami/join` (join connections: ALPN `kagami-join/1`, no
+//!   client certificate): the joining node sends `Authorization: Bearer
+//!   <token secret>` and a certificate signing request for a key it made;
+//!   the server answers with the signed certificate, the CA certificate,
+//!   the PSK and the cluster settings (and, to a joining server, the CA key
+//!   and the token). The client checked the server's CA against the
+//!   token's pin during the handshake, before sending the secret.
+//! - `POST /v1-kagami/renew` (mTLS): a member asks for a new certificate
+//!   for the same peer ID.
+//! - `GET /v1-kagami/p2p` (mTLS): the answering server's P2P addresses,
+//!   for agents to bootstrap from.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kagami_cluster::tls::{self, Identity};
+use kagami_cluster::{Joined, NodeCert, NodeKey, NodeNames, Psk, Settings, Token};
+use serde::{Deserialize, Serialize};
+
+use crate::trust::{NodeTrust, TrustError};
+
+/// How long one call to a server may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Path of the join call.
+pub const JOIN_PATH: &str = "/v1-kagami/join";
+const RENEW_PATH: &str = "/v1-kagami/renew";
+/// Path of the peer discovery call.
+pub const P2P_PATH: &str = "/v1-kagami/p2p";
+
+/// Which kind of connection a request came on, as the TLS handshake found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// A join connection: no client certificate, join calls only.
+    Join,
+    /// A member's connection: a client certificate signed by the CA.
+    Member {
+        /// The peer ID the client's certificate binds.
+        peer_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JoinRequest {
+    csr: String,
+    #[serde(default)]
+    server: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JoinResponse {
+    ca_cert: String,
+    node_cert: String,
+    psk: String,
+    settings: Settings,
+    #[serde(default)]
+    ca_key: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RenewRequest {
+    csr: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RenewResponse {
+    node_cert: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PeersResponse {
+    peers: Vec<String>,
+}
+
+/// This server's P2P addresses, as `/ip4/…/tcp/…/p2p/<id>` texts.
+pub type P2pAddrs = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+#[derive(Clone)]
+struct ServerState {
+    trust: NodeTrust,
+    p2p: Option<P2pAddrs>,
+}
+
+/// The join calls a server answers on join connections.
+pub(crate) fn join_routes(trust: NodeTrust) -> axum::Router {
+    axum::Router::new()
+        .route(JOIN_PATH, post(admit))
+        .with_state(ServerState { trust, p2p: None })
+}
+
+/// The calls a server answers its members.
+pub(crate) fn member_routes(trust: NodeTrust, p2p: Option<P2pAddrs>) -> axum::Router {
+    axum::Router::new()
+        .route(RENEW_PATH, post(renew_handler))
+        .route(P2P_PATH, get(peers))
+        .with_state(ServerState { trust, p2p })
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+async fn admit(
+    State(state): State<ServerState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let trust = &state.trust;
+    let material = trust.material();
+    let (Some(ca), Ok(Some(token)), Ok(Some(psk))) = (trust.ca(), material.token(), material.psk())
+    else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "this node does not admit nodes (not a server)",
+        );
+    };
+    if !bearer(&headers).is_some_and(|secret| token.accepts(secret)) {
+        tracing::warn!("a join with a wrong token was refused");
+        return refuse(StatusCode::UNAUTHORIZED, "invalid join token");
+    }
+    let Ok(request) = serde_json::from_slice::<JoinRequest>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "the body is not a join request");
+    };
+    let cert = match ca.sign(&request.csr, trust.policy().validity) {
+        Ok(cert) => cert,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let settings = material.settings().ok().flatten().unwrap_or_default();
+    tracing::info!(
+        peer_id = cert.peer_id().unwrap_or("(none)"),
+        server = request.server,
+        "a node joined"
+    );
+    Json(JoinResponse {
+        ca_cert: ca.cert_pem().to_owned(),
+        node_cert: cert.pem().to_owned(),
+        psk: psk.to_hex(),
+        settings,
+        ca_key: request.server.then(|| ca.key_pem().to_owned()),
+        token: request.server.then(|| token.to_string()),
+    })
+    .into_response()
+}
+
+async fn renew_handler(
+    State(state): State<ServerState>,
+    channel: Option<axum::Extension<Channel>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(axum::Extension(Channel::Member { peer_id })) = channel else {
+        return refuse(StatusCode::FORBIDDEN, "a member's certificate is required");
+    };
+    let Some(ca) = state.trust.ca() else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "this node does not issue certificates (not a server)",
+        );
+    };
+    let Ok(request) = serde_json::from_slice::<RenewRequest>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "the body is not a renewal request");
+    };
+    let cert = match ca.sign(&request.csr, state.trust.policy().validity) {
+        Ok(cert) => cert,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    if cert.peer_id() != peer_id.as_deref() {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "a renewal must keep the peer ID of the certificate presented",
+        );
+    }
+    tracing::info!(
+        peer_id = cert.peer_id().unwrap_or("(none)"),
+        "renewed a node certificate"
+    );
+    Json(RenewResponse {
+        node_cert: cert.pem().to_owned(),
+    })
+    .into_response()
+}
+
+async fn peers(State(state): State<ServerState>) -> Response {
+    if !state.trust.is_server() {
+        return refuse(StatusCode::NOT_FOUND, "only servers list P2P addresses");
+    }
+    let peers = state.p2p.as_ref().map(|addrs| addrs()).unwrap_or_default();
+    Json(PeersResponse { peers }).into_response()
+}
+
+/// `https://host:port` without a trailing slash, or an error naming it.
+fn base_url(server: &str) -> Result<String, TrustError> {
+    let url = server.trim_end_matches('/');
+    if !url.starts_with("https://") || url.len() <= "https://".len() {
+        return Err(TrustError::ServerUrl {
+            url: server.to_owned(),
+        });
+    }
+    Ok(url.to_owned())
+}
+
+fn client(config: rustls::ClientConfig) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(CALL_TIMEOUT)
+        .build()
+        .map_err(|e| chain(&e))
+}
+
+/// An error and its causes on one line (TLS failures hide in the causes).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Sends `body` to `url` and reads a JSON answer, or says why not.
+async fn call<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    body: Vec<u8>,
+) -> Result<T, String> {
+    let response = request
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| chain(&e))?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| chain(&e))?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        return Err(format!("the server answered {status}: {message}"));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("unreadable answer: {e}"))
+}
+
+/// Joins the cluster through `server`: makes a key, has the server sign a
+/// certificate for `names`, and returns everything to keep. Writes nothing.
+pub(crate) async fn join(
+    server: &str,
+    token: &Token,
+    names: &NodeNames,
+    as_server: bool,
+) -> Result<Joined, TrustError> {
+    let base = base_url(server)?;
+    let fail = |reason: String| TrustError::Join {
+        server: base.clone(),
+        reason,
+    };
+    let config = tls::join_client_config(token.ca_fingerprint())?;
+    let client = client(config).map_err(fail)?;
+    let key = NodeKey::generate()?;
+    let request = JoinRequest {
+        csr: key.csr(names)?,
+        server: as_server,
+    };
+    let body = serde_json::to_vec(&request).unwrap_or_default();
+    let answer: JoinResponse = call(
+        client
+            .post(format!("{base}{JOIN_PATH}"))
+            .bearer_auth(token.secret()),
+        body,
+    )
+    .await
+    .map_err(fail)?;
+    let ca_matches = kagami_cluster::ClusterCa::fingerprint_of(&answer.ca_cert)
+        .is_ok_and(|fingerprint| fingerprint == token.ca_fingerprint());
+    if !ca_matches {
+        return Err(fail(
+            "the CA certificate sent does not match the token".to_owned(),
+        ));
+    }
+    let cert = NodeCert::from_pem(&answer.node_cert)?;
+    let psk = Psk::from_hex(&answer.psk)
+        .ok_or_else(|| fail("the PSK sent is not 64 hex digits".to_owned()))?;
+    let ca = match (&answer.ca_key, as_server) {
+        (Some(key), true) => Some(kagami_cluster::ClusterCa::from_pem(&answer.ca_cert, key)?),
+        (None, true) => {
+            return Err(fail(
+                "the server did not send the CA key a server needs".to_owned(),
+            ));
+        }
+        _ => None,
+    };
+    let token = match (&answer.token, as_server) {
+        (Some(text), true) => Some(text.parse()?),
+        _ => None,
+    };
+    Ok(Joined {
+        ca_cert_pem: answer.ca_cert,
+        key,
+        cert,
+        psk,
+        settings: answer.settings,
+        ca,
+        token,
+    })
+}
+
+/// Asks `server` to sign a new certificate for `csr`, as the member
+/// `identity`.
+pub(crate) async fn renew(
+    server: &str,
+    identity: &Identity,
+    csr: &str,
+) -> Result<NodeCert, TrustError> {
+    let base = base_url(server)?;
+    let fail = |reason: String| TrustError::Renew { reason };
+    let client = client(tls::peer_client_config(identity, None)?).map_err(fail)?;
+    let body = serde_json::to_vec(&RenewRequest {
+        csr: csr.to_owned(),
+    })
+    .unwrap_or_default();
+    let answer: RenewResponse = call(client.post(format!("{base}{RENEW_PATH}")), body)
+        .await
+        .map_err(fail)?;
+    Ok(NodeCert::from_pem(&answer.node_cert)?)
+}
+
+/// The P2P addresses `server` lists, asked as the member `identity`.
+pub(crate) async fn server_peers(server: &str, identity: &Identity) -> Result<Vec<String>, String> {
+    let base = base_url(server).map_err(|e| e.to_string())?;
+    let client = client(tls::peer_client_config(identity, None).map_err(|e| e.to_string())?)?;
+    let response = client
+        .get(format!("{base}{P2P_PATH}"))
+        .send()
+        .await
+        .map_err(|e| chain(&e))?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| chain(&e))?;
+    if !status.is_success() {
+        return Err(format!("{base}{P2P_PATH} answered {status}"));
+    }
+    serde_json::from_slice::<PeersResponse>(&bytes)
+        .map(|answer| answer.peers)
+        .map_err(|e| format!("unreadable answer: {e}"))
+}
