@@ -12,9 +12,11 @@ mod digest;
 mod error_code;
 mod hasher;
 mod key;
+pub mod manifest;
 mod media_type;
 mod name;
 mod reference;
+mod registry_set;
 
 pub mod router;
 pub mod store;
@@ -26,6 +28,7 @@ pub use key::Key;
 pub use media_type::MediaType;
 pub use name::{Registry, Repository, Tag};
 pub use reference::Reference;
+pub use registry_set::{RegistrySet, host as registry_host};
 
 /// Why a string was refused by one of this crate's parsers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,14 +7,15 @@
 //! Working from the difference makes a [`Event::Resync`], a reconnect of the
 //! event stream and a retry after a router error all the same operation.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use kagami_core::Key;
 use kagami_core::router::Router;
+use kagami_core::store::Image;
 use kagami_core::store::{Event, EventStream, Store};
+use kagami_core::{Digest, Key, Registry, RegistrySet};
 use tokio::task::JoinHandle;
 
 use crate::holdings::Holdings;
@@ -29,12 +30,23 @@ const RETRY_MIN: Duration = Duration::from_millis(500);
 /// Longest wait between retries.
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// What to advertise besides every held digest and tag.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What to advertise of what the store holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdvertisePolicy {
     /// Advertise tags named `latest` too. Off by default (as in K3s): a
     /// `latest` resolved from a peer is whatever that peer pulled last.
     pub advertise_latest: bool,
+    /// Only images of these registries, and the content they reach, are
+    /// advertised (default: all, everything held). A node shares only
+    /// the registries it mirrors, so an image pulled from a private
+    /// registry stays private unless that registry is mirrored too.
+    pub registries: RegistrySet,
+}
+
+impl AdvertisePolicy {
+    fn shares(&self, registry: &Registry) -> bool {
+        self.registries.contains(registry)
+    }
 }
 
 /// A running advertiser; it stops when dropped (the router's records then
@@ -57,7 +69,8 @@ impl Advertiser {
         let task = Task {
             store,
             router,
-            holdings: Holdings::new(policy),
+            holdings: Holdings::new(policy.clone()),
+            policy,
             advertised: Arc::clone(&advertised),
         };
         Advertiser {
@@ -79,6 +92,7 @@ impl Drop for Advertiser {
 }
 
 struct Task {
+    policy: AdvertisePolicy,
     store: Arc<dyn Store>,
     router: Arc<dyn Router>,
     holdings: Holdings,
@@ -128,11 +142,18 @@ impl Task {
                 return true;
             };
             let mut applied = 0;
+            let mut relist = false;
             loop {
                 if event == Event::Resync {
                     return false;
                 }
-                self.apply(event).await;
+                // With a registry filter, which content an image reaches
+                // decides what is shared: relist rather than patch.
+                if self.policy.registries != RegistrySet::All {
+                    relist = true;
+                } else {
+                    self.apply(event).await;
+                }
                 applied += 1;
                 if applied == EVENT_BATCH {
                     break;
@@ -143,15 +164,50 @@ impl Task {
                     None => break,
                 }
             }
+            if relist && self.relist().await.is_err() {
+                return false;
+            }
         }
     }
 
     async fn relist(&mut self) -> Result<(), kagami_core::store::Error> {
         let images = self.store.list_images().await?;
         let content = self.store.list_content().await?;
-        self.holdings
-            .replace(images, content.into_iter().map(|info| info.digest));
+        let held = content.into_iter().map(|info| info.digest);
+        if self.policy.registries == RegistrySet::All {
+            self.holdings.replace(images, held);
+            return Ok(());
+        }
+        let (shared, private): (Vec<Image>, Vec<Image>) = images
+            .into_iter()
+            .partition(|image| self.policy.shares(image.reference.registry()));
+        if !private.is_empty() {
+            tracing::debug!(
+                images = private.len(),
+                "not advertising images of registries this node does not mirror"
+            );
+        }
+        let reachable = self.reachable(&shared).await;
+        let held: Vec<Digest> = held.filter(|d| reachable.contains(d)).collect();
+        self.holdings.replace(shared, held.into_iter());
         Ok(())
+    }
+
+    /// Every digest `images` reach: their manifests, and what those link.
+    async fn reachable(&self, images: &[Image]) -> HashSet<Digest> {
+        let mut seen = HashSet::new();
+        let mut queue: Vec<Digest> = images.iter().map(|i| i.digest.clone()).collect();
+        while let Some(digest) = queue.pop() {
+            if !seen.insert(digest.clone()) {
+                continue;
+            }
+            // Configs and layers are not manifests: reading them as such
+            // fails cheaply, and they link nothing.
+            if let Ok((media_type, bytes)) = self.store.read_manifest(&digest).await {
+                queue.extend(kagami_core::manifest::children(media_type, &bytes));
+            }
+        }
+        seen
     }
 
     async fn apply(&mut self, event: Event) {

@@ -122,6 +122,7 @@ mod tests {
 
         let mut latest = Holdings::new(AdvertisePolicy {
             advertise_latest: true,
+            ..AdvertisePolicy::default()
         });
         latest.replace(vec![image("app:latest", 2)], [digest(2)].into_iter());
         assert!(latest.desired().contains(&tag("app:latest")));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kagami_core::Registry;
 use kagami_core::store::Store;
 
-use crate::mirror::Mirror;
+use crate::mirror::{Mirror, Mirrored};
 use crate::routes::{self, Readiness};
 use crate::trace;
 
@@ -16,12 +16,17 @@ use crate::trace;
 pub struct Config {
     /// The registry a request without `?ns=` is for (default `docker.io`).
     pub default_registry: Registry,
+    /// The registries served at all, local content included (default:
+    /// all). A node shares only what it mirrors, as in K3s: a request for
+    /// any other registry is answered 404 `NAME_UNKNOWN`.
+    pub served: Mirrored,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
             default_registry: Registry::docker_hub(),
+            served: Mirrored::All,
         }
     }
 }

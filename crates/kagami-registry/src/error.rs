@@ -65,6 +65,13 @@ pub enum Error {
         /// What the tag grammar refused.
         source: ParseError,
     },
+    /// The registry is not one this node mirrors (K3s: not listed under
+    /// `mirrors:`), so nothing of it is served, held or not.
+    #[error("registry {registry} is not mirrored by this node")]
+    RegistryNotMirrored {
+        /// The registry asked for (`?ns=`, or the default).
+        registry: kagami_core::Registry,
+    },
     /// No image of this repository is held.
     #[error("repository {repository} is not known")]
     RepositoryUnknown {
@@ -131,7 +138,9 @@ impl Error {
     pub fn code(&self) -> Option<ErrorCode> {
         Some(match self {
             Error::MethodNotAllowed { .. } => ErrorCode::Unsupported,
-            Error::PathUnknown | Error::RepositoryUnknown { .. } => ErrorCode::NameUnknown,
+            Error::PathUnknown
+            | Error::RepositoryUnknown { .. }
+            | Error::RegistryNotMirrored { .. } => ErrorCode::NameUnknown,
             Error::NameInvalid { .. }
             | Error::QueryInvalid { .. }
             | Error::RegistryInvalid { .. } => ErrorCode::NameInvalid,
@@ -161,6 +170,9 @@ impl Error {
         match self {
             Error::MethodNotAllowed { method } => Some(json!({ "method": method.as_str() })),
             Error::RepositoryUnknown { repository } => Some(json!({ "name": repository.as_str() })),
+            Error::RegistryNotMirrored { registry } => {
+                Some(json!({ "registry": registry.as_str() }))
+            }
             Error::ManifestUnknown { reference } => Some(json!({ "reference": reference })),
             Error::BlobUnknown { digest } => Some(json!({ "digest": digest.as_str() })),
             Error::RangeNotSatisfiable { digest, size } => {

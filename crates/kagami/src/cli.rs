@@ -202,34 +202,19 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
     let mut builder = Node::builder()
         .store(store)
         .data_dir(&args.data_dir.path)
-        .listen(SocketAddr::new(args.bind_address, args.https_listen_port))
-        .registry(kagami_registry::Config {
-            default_registry: args.default_registry,
-        });
-    match args.p2p.options(args.bind_address)? {
-        Some(options) => {
-            builder = builder.p2p(options);
-            if !args.mirrors.is_empty() {
-                builder = builder.containerd_hosts(HostsConfig {
-                    dir: args.containerd_config_path,
-                    registries: args.mirrors,
-                });
-            }
-        }
-        None if !args.mirrors.is_empty() => {
-            tracing::warn!(
-                "--mirror has no effect without --embedded-registry: no mirror configuration written"
-            );
-        }
-        None => {}
-    }
-    if args.trust.insecure_http {
+        .listen(SocketAddr::new(args.bind_address, args.https_listen_port));
+
+    // Trust first: an agent learns the cluster's settings from its server.
+    let settings = if args.trust.insecure_http {
         if role == Role::Agent {
             anyhow::bail!(
                 "--insecure-http is for lab servers only: an agent joins with cluster trust"
             );
         }
         builder = builder.insecure_http();
+        kagami_cluster::Settings {
+            embedded_registry: args.p2p.embedded_registry(),
+        }
     } else {
         let data_dir = &args.data_dir.path;
         let fresh = !data_dir.exists();
@@ -237,12 +222,12 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         let settings = kagami_cluster::Settings {
             embedded_registry: args.p2p.embedded_registry(),
         };
-        let trust = args
+        let trust = match args
             .trust
             .load(role, data_dir, args.bind_address, peer_id, settings)
-            .await;
-        match trust {
-            Ok(trust) => builder = builder.trust(trust),
+            .await
+        {
+            Ok(trust) => trust,
             Err(e) => {
                 // A failed first join leaves nothing behind.
                 if fresh {
@@ -250,8 +235,57 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
                 }
                 return Err(e);
             }
+        };
+        let settings = trust.settings().await?;
+        builder = builder.trust(trust);
+        settings
+    };
+    let embedded = match role {
+        Role::Server => args.p2p.embedded_registry(),
+        Role::Agent => {
+            if args.p2p.embedded_registry() != settings.embedded_registry {
+                tracing::warn!(
+                    cluster = settings.embedded_registry,
+                    "the embedded registry is switched on or off for the whole cluster by its servers; this agent's --embedded-registry is ignored"
+                );
+            }
+            settings.embedded_registry
         }
+    };
+    let shared = crate::shared::SharedRegistries::new(
+        &args.mirrors,
+        &[],
+        args.bind_address,
+        &args.trust.node_ips(),
+    );
+    let mut registry = kagami_registry::Config {
+        default_registry: args.default_registry,
+        ..kagami_registry::Config::default()
+    };
+    if !embedded {
+        tracing::info!(
+            "embedded registry mirror off: no P2P network, and no mirror configuration for containerd"
+        );
+        if !args.mirrors.is_empty() {
+            tracing::warn!(
+                "--mirror has no effect without --embedded-registry: no mirror configuration written"
+            );
+        }
+    } else if shared.is_empty() {
+        tracing::info!(
+            "no registry is mirrored (list one under `mirrors:` in registries.yaml, or give --mirror): not joining the P2P network"
+        );
+    } else {
+        let mut options = args.p2p.options(args.bind_address)?;
+        options.mirror.mirrored = shared.set();
+        registry.served = shared.set();
+        tracing::info!(registries = %shared, "sharing through the P2P network");
+        builder = builder.p2p(options).containerd_hosts(HostsConfig {
+            dir: args.containerd_config_path,
+            registries: shared.hosts(),
+        });
     }
+    builder = builder.registry(registry);
     let signal = shutdown_signal()?;
     let node = builder.start().await.context("cannot start the node")?;
     node.run_until(signal).await?;

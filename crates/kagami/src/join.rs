@@ -33,6 +33,8 @@ pub const JOIN_PATH: &str = "/v1-kagami/join";
 const RENEW_PATH: &str = "/v1-kagami/renew";
 /// Path of the peer discovery call.
 pub const P2P_PATH: &str = "/v1-kagami/p2p";
+/// Path of the cluster settings call.
+pub const SETTINGS_PATH: &str = "/v1-kagami/settings";
 
 /// Which kind of connection a request came on, as the TLS handshake found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +103,7 @@ pub(crate) fn member_routes(trust: NodeTrust, p2p: Option<P2pAddrs>) -> axum::Ro
     axum::Router::new()
         .route(RENEW_PATH, post(renew_handler))
         .route(P2P_PATH, get(peers))
+        .route(SETTINGS_PATH, get(settings))
         .with_state(ServerState { trust, p2p })
 }
 
@@ -201,6 +204,16 @@ async fn peers(State(state): State<ServerState>) -> Response {
     }
     let peers = state.p2p.as_ref().map(|addrs| addrs()).unwrap_or_default();
     Json(PeersResponse { peers }).into_response()
+}
+
+async fn settings(State(state): State<ServerState>) -> Response {
+    if !state.trust.is_server() {
+        return refuse(StatusCode::NOT_FOUND, "only servers hand out settings");
+    }
+    match state.trust.material().settings() {
+        Ok(settings) => Json(settings.unwrap_or_default()).into_response(),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 /// `https://host:port` without a trailing slash, or an error naming it.
@@ -359,4 +372,21 @@ pub(crate) async fn server_peers(server: &str, identity: &Identity) -> Result<Ve
     serde_json::from_slice::<PeersResponse>(&bytes)
         .map(|answer| answer.peers)
         .map_err(|e| format!("unreadable answer: {e}"))
+}
+
+/// The cluster settings `server` hands out, asked as the member `identity`.
+pub(crate) async fn server_settings(server: &str, identity: &Identity) -> Result<Settings, String> {
+    let base = base_url(server).map_err(|e| e.to_string())?;
+    let client = client(tls::peer_client_config(identity, None).map_err(|e| e.to_string())?)?;
+    let response = client
+        .get(format!("{base}{SETTINGS_PATH}"))
+        .send()
+        .await
+        .map_err(|e| chain(&e))?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| chain(&e))?;
+    if !status.is_success() {
+        return Err(format!("{base}{SETTINGS_PATH} answered {status}"));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("unreadable answer: {e}"))
 }

@@ -6,6 +6,7 @@ mod demo;
 mod image;
 mod logging;
 mod p2p_flags;
+mod shared;
 mod trust_flags;
 
 use clap::Parser;

@@ -203,8 +203,15 @@ impl Builder {
         let listener = TcpListener::bind(self.listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let readiness = Readiness::new();
-        if let Some(hosts) = &self.hosts {
-            hosts::write(hosts, addr, trust.as_ref()).map_err(Error::Hosts)?;
+        match (&self.hosts, &opened.containerd) {
+            (Some(hosts), Some(_)) => {
+                hosts::write(hosts, addr, trust.as_ref()).map_err(Error::Hosts)?;
+            }
+            (Some(hosts), None) => tracing::info!(
+                dir = %hosts.dir.display(),
+                "not writing containerd's mirror configuration: this node does not serve containerd's store"
+            ),
+            (None, _) => {}
         }
 
         let p2p = match &self.p2p {

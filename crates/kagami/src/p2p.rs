@@ -136,6 +136,7 @@ impl P2p {
             shared.clone(),
             AdvertisePolicy {
                 advertise_latest: options.mirror.advertise_latest,
+                registries: options.mirror.mirrored.clone(),
             },
         );
         if options.mirror.advertise_latest || options.mirror.resolve_latest {

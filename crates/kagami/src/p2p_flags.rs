@@ -62,11 +62,8 @@ impl P2pArgs {
         self.embedded_registry
     }
 
-    /// The node's P2P options, or `None` when the embedded registry is off.
-    pub fn options(&self, bind: IpAddr) -> anyhow::Result<Option<Options>> {
-        if !self.embedded_registry {
-            return Ok(None);
-        }
+    /// The node's P2P options.
+    pub fn options(&self, bind: IpAddr) -> anyhow::Result<Options> {
         let port = match self.p2p_port {
             Some(port) => port,
             None => k3s_env("K3S_P2P_PORT")?.unwrap_or(DEFAULT_P2P_PORT),
@@ -92,13 +89,13 @@ impl P2pArgs {
             max_providers: self.max_providers,
             ..MirrorConfig::default()
         };
-        Ok(Some(Options {
+        Ok(Options {
             listen: SocketAddr::new(bind, port),
             bootstrap,
             psk_file: self.psk_file.clone(),
             mirror,
             ..Options::default()
-        }))
+        })
     }
 }
 

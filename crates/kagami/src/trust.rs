@@ -211,6 +211,31 @@ impl NodeTrust {
         )
     }
 
+    /// The cluster settings: an agent asks its server (they may have
+    /// changed since it joined) and keeps the answer; a server, or an agent
+    /// whose server does not answer, uses the ones it has.
+    pub async fn settings(&self) -> Result<Settings, TrustError> {
+        let material = &self.inner.material;
+        if let (None, Some(server)) = (&self.inner.ca, &self.inner.server) {
+            match crate::join::server_settings(server, &self.identity()).await {
+                Ok(fresh) => {
+                    if material.settings()?.as_ref() != Some(&fresh) {
+                        tracing::info!(
+                            ?fresh,
+                            "the cluster's settings changed; using the server's"
+                        );
+                        material.save_settings(&fresh)?;
+                    }
+                    return Ok(fresh);
+                }
+                Err(e) => {
+                    tracing::warn!(%server, error = %e, "cannot ask the server for the cluster's settings; using the last known ones");
+                }
+            }
+        }
+        Ok(material.settings()?.unwrap_or_default())
+    }
+
     /// The trust of a node that joined already (its material complete).
     pub fn joined(
         data_dir: &Path,

@@ -55,6 +55,11 @@ pub enum Role {
 }
 
 impl TrustArgs {
+    /// The addresses given with `--node-ip`.
+    pub fn node_ips(&self) -> Vec<IpAddr> {
+        self.node_ips.clone()
+    }
+
     fn policy(&self) -> CertPolicy {
         CertPolicy {
             validity: self.node_cert_validity,

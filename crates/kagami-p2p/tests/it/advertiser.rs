@@ -77,10 +77,41 @@ async fn latest_is_advertised_when_the_policy_allows_it() {
     store.tag(image("app:latest", 2));
     let policy = AdvertisePolicy {
         advertise_latest: true,
+        ..AdvertisePolicy::default()
     };
     let c = cluster(store, policy);
     c.advertises(&keys(&[Key::Digest(digest(2)), tag_key("app:latest")]))
         .await;
+}
+
+#[tokio::test]
+async fn only_mirrored_registries_and_the_content_they_reach_are_advertised() {
+    let store = TestStore::new();
+    // docker.io/app:1 reaches 10 and 11; quay.io/private:1 reaches 11 and 12.
+    store.link(1, &[10, 11]);
+    store.tag(image("docker.io/library/app:1", 1));
+    store.link(2, &[11, 12]);
+    store.tag(image("quay.io/team/private:1", 2));
+    let policy = AdvertisePolicy {
+        registries: kagami_core::RegistrySet::Only(["docker.io".parse().unwrap()].into()),
+        ..AdvertisePolicy::default()
+    };
+    let c = cluster(store, policy);
+    let d = |n| Key::Digest(digest(n));
+    c.advertises(&keys(&[
+        d(1),
+        d(10),
+        d(11),
+        tag_key("docker.io/library/app:1"),
+    ]))
+    .await;
+
+    // A change is followed: once quay.io's image is the only holder of 11…
+    c.store.untag("docker.io/library/app:1");
+    c.store
+        .emit(Event::ImageRemoved(image("docker.io/library/app:1", 1)));
+    c.advertises(&keys(&[])).await;
+    assert!(!c.found(&d(12)).await);
 }
 
 #[tokio::test]

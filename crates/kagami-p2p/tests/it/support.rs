@@ -101,6 +101,8 @@ pub struct TestStore {
 struct State {
     images: Vec<Image>,
     content: BTreeMap<Digest, ContentInfo>,
+    /// Manifest bodies, for stores whose images link content.
+    manifests: BTreeMap<Digest, bytes::Bytes>,
 }
 
 impl TestStore {
@@ -126,6 +128,27 @@ impl TestStore {
     }
 
     /// Names `image` (and holds its manifest), silently.
+    /// Makes `digest(manifest)` a manifest whose config and layers are
+    /// `digest(n)` for each of `children`, all held.
+    pub fn link(&self, manifest: u8, children: &[u8]) {
+        let link = |n: u8| format!(r#"{{"digest":"{}"}}"#, digest(n));
+        let (config, layers) = children.split_first().expect("a config");
+        let layers: Vec<String> = layers.iter().map(|n| link(*n)).collect();
+        let body = format!(
+            r#"{{"config":{},"layers":[{}]}}"#,
+            link(*config),
+            layers.join(",")
+        );
+        for n in children {
+            self.hold(digest(*n));
+        }
+        self.state
+            .lock()
+            .unwrap()
+            .manifests
+            .insert(digest(manifest), body.into());
+    }
+
     pub fn tag(&self, image: Image) {
         self.hold(image.digest.clone());
         let mut state = self.state.lock().unwrap();
@@ -189,8 +212,13 @@ impl Store for TestStore {
             })
     }
 
-    async fn read_manifest(&self, _: &Digest) -> Result<(MediaType, bytes::Bytes), store::Error> {
-        Err(unsupported())
+    async fn read_manifest(
+        &self,
+        digest: &Digest,
+    ) -> Result<(MediaType, bytes::Bytes), store::Error> {
+        let body = self.state.lock().unwrap().manifests.get(digest).cloned();
+        body.map(|body| (MediaType::OciManifest, body))
+            .ok_or_else(unsupported)
     }
 
     async fn read(&self, _: &Digest, _: Option<Range<u64>>) -> Result<BlobStream, store::Error> {

@@ -1,33 +1,14 @@
 //! The mirror's settings: which registries and tags are looked up on
 //! peers, and the budget of every wait on the way.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kagami_core::Registry;
-
 use super::tls::PeerTls;
 
-/// Which registries' content a node looks up on its peers.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Mirrored {
-    /// Every registry.
-    #[default]
-    All,
-    /// Only these; a miss for any other is answered 404 with no lookup.
-    Only(BTreeSet<Registry>),
-}
-
-impl Mirrored {
-    /// Whether a miss for `registry` may be looked up on peers.
-    pub fn contains(&self, registry: &Registry) -> bool {
-        match self {
-            Mirrored::All => true,
-            Mirrored::Only(registries) => registries.contains(registry),
-        }
-    }
-}
+/// Which registries' content a node looks up on its peers (and serves at
+/// all): a miss for any other is answered 404 with no lookup.
+pub type Mirrored = kagami_core::RegistrySet;
 
 /// Settings of the mirror path (a local miss served from peers). Each
 /// field's default is the associated `DEFAULT_*` constant.

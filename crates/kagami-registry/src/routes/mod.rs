@@ -134,12 +134,16 @@ fn registry(uri: &Uri, config: &Config) -> Result<Registry, Error> {
         Query::try_from_uri(uri).map_err(|rejection| Error::QueryInvalid {
             reason: rejection.body_text(),
         })?;
-    match ns {
+    let registry: Registry = match ns {
         Some(ns) => ns
             .parse()
-            .map_err(|source| Error::RegistryInvalid { source }),
-        None => Ok(config.default_registry.clone()),
+            .map_err(|source| Error::RegistryInvalid { source })?,
+        None => config.default_registry.clone(),
+    };
+    if !config.served.contains(&registry) {
+        return Err(Error::RegistryNotMirrored { registry });
     }
+    Ok(registry)
 }
 
 /// A store call that answers within [`STORE_TIMEOUT`], or is unavailable.

@@ -95,6 +95,7 @@ async fn requests_without_ns_use_the_configured_default() {
     store.tag("ghcr.io/org/app:1", &digest);
     let config = Config {
         default_registry: "ghcr.io".parse().unwrap(),
+        ..Config::default()
     };
     let app = app_with(&store, config, Readiness::new());
     assert_eq!(get(&app, "/v2/org/app/manifests/1").await.status, 200);
@@ -179,4 +180,33 @@ async fn a_blob_digest_is_not_a_manifest() {
         answer.json()["errors"][0]["detail"]["reference"],
         blob.as_str()
     );
+}
+
+#[tokio::test]
+async fn a_registry_the_node_does_not_mirror_is_not_served_even_when_held() {
+    let store = MemoryStore::new();
+    let json = manifest_json("app");
+    let digest = store.add_manifest(MediaType::OciManifest, json.clone());
+    store.tag("quay.io/team/app:1", &digest);
+    store.tag(NGINX, &digest);
+    let config = Config {
+        served: kagami_registry::Mirrored::Only(["docker.io".parse().unwrap()].into()),
+        ..Config::default()
+    };
+    let app = app_with(&store, config, ready());
+
+    let answer = get(&app, "/v2/team/app/manifests/1?ns=quay.io").await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.error_code(), "NAME_UNKNOWN");
+    assert_eq!(answer.json()["errors"][0]["detail"]["registry"], "quay.io");
+    let by_digest = format!("/v2/team/app/manifests/{digest}?ns=quay.io");
+    assert_eq!(get(&app, &by_digest).await.status, 404);
+    let blob = format!("/v2/team/app/blobs/{digest}?ns=quay.io");
+    assert_eq!(get(&app, &blob).await.status, 404);
+
+    get(&app, "/v2/library/nginx/manifests/1.25?ns=docker.io")
+        .await
+        .assert_content(MediaType::OciManifest.as_str(), &json);
+    // The ping answers whatever is mirrored.
+    assert_eq!(get(&app, "/v2/").await.status, 200);
 }

@@ -121,6 +121,16 @@ impl Server {
             } else {
                 &["--insecure-http"][..]
             })
+            // containerd's mirror configuration goes to the test's own
+            // directory unless the test names one: never /etc.
+            .args(if extra.contains(&"--containerd-config-path") {
+                vec![]
+            } else {
+                vec![
+                    "--containerd-config-path".to_owned(),
+                    data_dir.join("containerd-certs.d").display().to_string(),
+                ]
+            })
             .arg("--data-dir")
             .arg(data_dir)
             .args(&extra)
@@ -265,6 +275,10 @@ pub fn p2p_flags(psk_file: &Path, bootstrap: &[&str]) -> Vec<String> {
         "0".to_owned(),
         "--psk-file".to_owned(),
         psk_file.display().to_string(),
+        // A node shares only what it mirrors, and joins no P2P network
+        // when it mirrors nothing.
+        "--mirror".to_owned(),
+        "*".to_owned(),
     ];
     for peer in bootstrap {
         flags.extend(["--bootstrap-peer".to_owned(), (*peer).to_owned()]);

@@ -17,9 +17,16 @@ fn server_writes_mirror_files_and_cleanup_restores_the_operators() {
     let psk = tmp.path().join("psk");
     kagami_p2p::Psk::generate().write(&psk).unwrap();
 
+    // The files are for the node's containerd: only a node serving
+    // containerd's store writes them.
+    let daemon = kagami_containerd::testing::Daemon::start();
     let mut flags = p2p_flags(&psk, &[]);
     flags.extend(
         [
+            "--store",
+            "containerd",
+            "--containerd-address",
+            daemon.socket().to_str().unwrap(),
             "--containerd-config-path",
             certs.to_str().unwrap(),
             "--mirror",

@@ -18,6 +18,7 @@ mod mirror;
 mod psk;
 mod pull;
 mod server;
+mod sharing;
 mod skopeo;
 mod trust;
 mod withdraw;

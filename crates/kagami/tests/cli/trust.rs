@@ -336,6 +336,8 @@ async fn an_agent_finds_peers_through_the_server_and_pulls_over_mtls() {
     run_ok(&s_data, &["image", "import", archive.to_str().unwrap()]);
     let p2p = [
         "--embedded-registry",
+        "--mirror",
+        "*",
         "--p2p-port",
         "0",
         "--store",
@@ -429,6 +431,8 @@ async fn a_node_with_the_psk_but_no_certificate_is_never_served_from_and_never_s
 
     let p2p = [
         "--embedded-registry",
+        "--mirror",
+        "*",
         "--p2p-port",
         "0",
         "--store",
