@@ -1,7 +1,7 @@
 //! Command-line flags and the dispatch of subcommands.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -95,6 +95,18 @@ struct ServerArgs {
     #[arg(long, env = "KAGAMI_CONTAINERD_CONTENT_DIR")]
     containerd_content_dir: Option<PathBuf>,
 
+    /// A YAML file with one key per long flag (K3s's config.yaml works too) [default: /etc/kagami/config.yaml, if it exists].
+    #[arg(long, env = "KAGAMI_CONFIG_FILE")]
+    config: Option<PathBuf>,
+
+    /// K3s's registries.yaml: `mirrors:` names the registries shared (`"*"` for all) and their endpoints [default: /etc/kagami/registries.yaml, if it exists].
+    #[arg(long, env = "KAGAMI_PRIVATE_REGISTRY")]
+    private_registry: Option<PathBuf>,
+
+    /// Leave the upstream registry out of containerd's hosts.toml (unless a listed endpoint is the registry itself).
+    #[arg(long, env = "KAGAMI_DISABLE_DEFAULT_REGISTRY_ENDPOINT")]
+    disable_default_registry_endpoint: bool,
+
     /// containerd's registry configuration directory (its `config_path`), where kagami writes `<registry>/hosts.toml`.
     #[arg(long, env = "KAGAMI_CONTAINERD_CONFIG_PATH", default_value = DEFAULT_CONTAINERD_CONFIG_PATH)]
     containerd_config_path: PathBuf,
@@ -153,6 +165,11 @@ enum ImageCommand {
 }
 
 impl Cli {
+    /// Parses `args` (the program's name first), without exiting.
+    pub fn try_parse_from_args(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+        <Cli as clap::Parser>::try_parse_from(args)
+    }
+
     /// The log filter: the flag, else quiet for the demo (its table is the
     /// output), else `info`.
     pub fn log_filter(&self) -> &str {
@@ -252,9 +269,24 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
             settings.embedded_registry
         }
     };
+    let registries = match &args.private_registry {
+        Some(path) => Some(kagami_config::registries::load(path)?),
+        None => kagami_config::registries::load_optional(Path::new(DEFAULT_REGISTRIES))?,
+    };
+    let listed = match &registries {
+        Some(registries) => {
+            tracing::info!(mirrors = registries.mirrors.len(), "registries.yaml read");
+            registries
+                .mirrored()
+                .into_iter()
+                .map(|name| name.parse::<Mirrored>().map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()?
+        }
+        None => Vec::new(),
+    };
     let shared = crate::shared::SharedRegistries::new(
         &args.mirrors,
-        &[],
+        &listed,
         args.bind_address,
         &args.trust.node_ips(),
     );
@@ -292,6 +324,9 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Where registries.yaml is looked for when `--private-registry` is not given.
+const DEFAULT_REGISTRIES: &str = "/etc/kagami/registries.yaml";
 
 /// Prints the join token of the server whose data directory is `data_dir`.
 fn token(data_dir: &std::path::Path) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 //! store. Errors end here, as `anyhow` reports with their causes.
 
 mod cli;
+mod config_flags;
 mod demo;
 mod image;
 mod logging;
@@ -9,11 +10,21 @@ mod p2p_flags;
 mod shared;
 mod trust_flags;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let (cli, file) = match config_flags::parse(std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("kagami: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     logging::init(cli.log_filter());
+    if let Some(file) = &file {
+        tracing::info!(path = %file.path.display(), keys = file.entries.len(), "config file read");
+        for ignored in &file.ignored {
+            tracing::debug!(key = %ignored.key, line = ignored.line, "a K3s key kagami has no use for; ignored");
+        }
+    }
     // One TLS provider for the whole process (ring, as every configuration
     // kagami builds names), before any HTTPS client exists.
     let _ = rustls::crypto::ring::default_provider().install_default();

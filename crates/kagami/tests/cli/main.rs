@@ -5,6 +5,7 @@
 
 mod airgap;
 mod cluster;
+mod config;
 mod containerd;
 mod corrupt;
 mod ctr_pull;
