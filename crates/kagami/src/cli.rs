@@ -369,3 +369,37 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every flag of every command, as `--name`.
+    fn flags(command: &clap::Command, out: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            if let Some(long) = arg.get_long()
+                && long != "help"
+            {
+                out.push(format!("--{long}"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            flags(sub, out);
+        }
+    }
+
+    #[test]
+    fn every_flag_is_documented_in_the_configuration_guide() {
+        let guide = include_str!("../../../docs/configuration.md");
+        let mut all = Vec::new();
+        flags(&Cli::command(), &mut all);
+        assert!(all.len() > 30, "{all:?}");
+        let missing: Vec<&String> = all
+            .iter()
+            .filter(|flag| !guide.contains(&format!("`{flag}")))
+            .collect();
+        assert!(missing.is_empty(), "not in docs/configuration.md: {missing:?}");
+    }
+}

@@ -78,15 +78,17 @@ impl TrustArgs {
         settings: Settings,
     ) -> anyhow::Result<NodeTrust> {
         let names = kagami::node_names(bind, &self.node_ips, &self.node_names, Some(peer_id));
-        let token = self
-            .token
+        // K3s's variables, read only when kagami's flag and variable are unset.
+        let server = self.server.clone().or_else(|| std::env::var("K3S_URL").ok());
+        let token_text = self.token.clone().or_else(|| std::env::var("K3S_TOKEN").ok());
+        let token = token_text
             .as_deref()
             .map(|text| {
                 text.parse::<Token>()
                     .context("--token is not a kagami join token")
             })
             .transpose()?;
-        let trust = match (role, &self.server) {
+        let trust = match (role, &server) {
             (Role::Server, None) => NodeTrust::server(data_dir, names, settings, self.policy())?,
             (role, Some(server)) => {
                 NodeTrust::join(
