@@ -314,7 +314,17 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         tracing::info!(registries = %shared, "sharing through the P2P network");
         builder = builder.p2p(options).containerd_hosts(HostsConfig {
             dir: args.containerd_config_path,
-            registries: shared.hosts(),
+            registries: shared
+                .hosts()
+                .iter()
+                .map(|mirrored| {
+                    registry_hosts(
+                        mirrored.host(),
+                        registries.as_ref(),
+                        !args.disable_default_registry_endpoint,
+                    )
+                })
+                .collect(),
         });
     }
     builder = builder.registry(registry);
@@ -323,6 +333,58 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
     node.run_until(signal).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What containerd's `hosts.toml` for `registry` (`_default` for all)
+/// lists after kagami: registries.yaml's endpoints for it (or for `"*"`),
+/// with their rewrites and the `configs:` TLS of each endpoint's host.
+fn registry_hosts(
+    registry: &str,
+    file: Option<&kagami_config::Registries>,
+    default_endpoint: bool,
+) -> kagami_containerd::hosts::RegistryHosts {
+    use kagami_containerd::hosts::{Endpoint, EndpointTls, RegistryHosts, Rewrite};
+    let tls_for = |host: &str| -> Option<EndpointTls> {
+        let tls = file?.config_for(host)?.tls.as_ref()?;
+        Some(EndpointTls {
+            ca_file: tls.ca_file.clone(),
+            cert_file: tls.cert_file.clone(),
+            key_file: tls.key_file.clone(),
+            insecure_skip_verify: tls.insecure_skip_verify,
+        })
+    };
+    let lookup = if registry == kagami_containerd::hosts::DEFAULT_REGISTRY {
+        "*"
+    } else {
+        registry
+    };
+    let mut hosts = RegistryHosts::new(registry);
+    hosts.default_endpoint = default_endpoint;
+    if lookup != "*" {
+        hosts.upstream_tls = tls_for(registry);
+    }
+    if let Some(mirror) = file.and_then(|f| f.mirror_for(lookup)) {
+        for url in &mirror.endpoints {
+            let host = url
+                .split_once("://")
+                .map_or(url.as_str(), |(_, rest)| rest)
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            let mut endpoint = Endpoint::new(url.clone());
+            endpoint.rewrites = mirror
+                .rewrites
+                .iter()
+                .map(|(pattern, replacement)| Rewrite {
+                    pattern: pattern.clone(),
+                    replacement: replacement.clone(),
+                })
+                .collect();
+            endpoint.tls = tls_for(host);
+            hosts.endpoints.push(endpoint);
+        }
+    }
+    hosts
 }
 
 /// Where registries.yaml is looked for when `--private-registry` is not given.
@@ -400,6 +462,9 @@ mod tests {
             .iter()
             .filter(|flag| !guide.contains(&format!("`{flag}")))
             .collect();
-        assert!(missing.is_empty(), "not in docs/configuration.md: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "not in docs/configuration.md: {missing:?}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
-use kagami_containerd::hosts::{self, DEFAULT_REGISTRY, MirrorEndpoint};
+use kagami_containerd::hosts::{self, DEFAULT_REGISTRY, MirrorEndpoint, RegistryHosts};
 use kagami_core::Registry;
 
 use crate::trust::NodeTrust;
@@ -21,8 +21,10 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/containerd/certs.d";
 pub struct HostsConfig {
     /// containerd's `config_path` (`--containerd-config-path`).
     pub dir: PathBuf,
-    /// The mirrored registries.
-    pub registries: Vec<Mirrored>,
+    /// One entry per mirrored registry (`_default` for `"*"`): its listed
+    /// endpoints, their TLS and rewrites, and whether containerd may fall
+    /// back to the upstream.
+    pub registries: Vec<RegistryHosts>,
 }
 
 /// A registry containerd pulls through this node.
@@ -49,7 +51,7 @@ impl std::str::FromStr for Mirrored {
 
 impl Mirrored {
     /// The directory containerd looks the registry up by.
-    fn host(&self) -> &str {
+    pub fn host(&self) -> &str {
         match self {
             Mirrored::All => DEFAULT_REGISTRY,
             Mirrored::One(registry) => registry.as_str(),
@@ -85,9 +87,9 @@ pub(crate) fn write(
     let files: BTreeMap<String, String> = config
         .registries
         .iter()
-        .map(|registry| {
-            let host = registry.host();
-            (host.to_owned(), hosts::render(&mirror, host, &[], None))
+        .filter_map(|registry| {
+            let text = hosts::render_registry(&mirror, registry)?;
+            Some((registry.registry.clone(), text))
         })
         .collect();
     hosts::apply(&config.dir, &files)?;

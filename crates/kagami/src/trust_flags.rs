@@ -79,8 +79,14 @@ impl TrustArgs {
     ) -> anyhow::Result<NodeTrust> {
         let names = kagami::node_names(bind, &self.node_ips, &self.node_names, Some(peer_id));
         // K3s's variables, read only when kagami's flag and variable are unset.
-        let server = self.server.clone().or_else(|| std::env::var("K3S_URL").ok());
-        let token_text = self.token.clone().or_else(|| std::env::var("K3S_TOKEN").ok());
+        let server = self
+            .server
+            .clone()
+            .or_else(|| std::env::var("K3S_URL").ok());
+        let token_text = self
+            .token
+            .clone()
+            .or_else(|| std::env::var("K3S_TOKEN").ok());
         let token = token_text
             .as_deref()
             .map(|text| {

@@ -1,7 +1,11 @@
-//! Rendering one registry's `hosts.toml`: pure, deterministic text.
+//! What every `hosts.toml` kagami writes has in common: this node's
+//! registry ([`MirrorEndpoint`]), the upstream a registry falls back to,
+//! TOML quoting, and the original [`render`] that knows only URLs.
 
 use std::fmt::Write;
 use std::path::PathBuf;
+
+use super::endpoint::normalize;
 
 /// The registry name whose file applies to every registry without its own.
 pub const DEFAULT_REGISTRY: &str = "_default";
@@ -19,34 +23,55 @@ pub struct MirrorEndpoint {
 }
 
 /// The upstream containerd falls back to for `registry`: Docker Hub's API
-/// host for `docker.io`, `https://<host>` for any other, none for
-/// `_default`.
+/// host for `docker.io`, `http://<host>` for a localhost registry on a port
+/// other than 443 (containerd's and K3s's default for those),
+/// `https://<host>` for any other, none for `_default`.
 pub fn default_upstream(registry: &str) -> Option<String> {
     match registry {
         DEFAULT_REGISTRY => None,
         "docker.io" => Some("https://registry-1.docker.io".to_owned()),
-        host => Some(format!("https://{host}")),
+        host => {
+            let scheme = match normalize(host) {
+                Some(endpoint) if endpoint.url.starts_with("http://") => "http",
+                _ => "https",
+            };
+            Some(format!("{scheme}://{host}"))
+        }
     }
 }
 
 /// The `hosts.toml` for `registry` (a host such as `docker.io`, or
 /// `_default`): `server` is `upstream` or [`default_upstream`], then this
 /// node's registry and each of `endpoints`, in that order, each with the
-/// `pull` and `resolve` capabilities.
+/// `pull` and `resolve` capabilities. Endpoints are written as given.
+///
+/// Superseded by [`render_registry`](super::render_registry), which
+/// normalises endpoints as K3s does and knows about TLS, rewrites,
+/// disabled fallback and localhost registries; kept until its callers move.
 pub fn render(
     mirror: &MirrorEndpoint,
     registry: &str,
     endpoints: &[String],
     upstream: Option<String>,
 ) -> String {
-    let mut out = String::from(
-        "# Written by kagami: its mirror first, then the listed endpoints.\n\
-         # `kagami cleanup` puts back whatever was here before.\n",
-    );
+    let mut out = String::from(HEADER);
     if let Some(server) = upstream.or_else(|| default_upstream(registry)) {
         let _ = writeln!(out, "server = {}", quote(&server));
     }
-    host(&mut out, &mirror.url);
+    mirror_host(&mut out, mirror);
+    for endpoint in endpoints {
+        host(&mut out, endpoint);
+    }
+    out
+}
+
+/// The first lines of every file in which kagami's mirror comes first.
+pub(super) const HEADER: &str = "# Written by kagami: its mirror first, then the listed endpoints.\n\
+                                 # `kagami cleanup` puts back whatever was here before.\n";
+
+/// kagami's own `[host."…"]` table, with its CA and client certificate.
+pub(super) fn mirror_host(out: &mut String, mirror: &MirrorEndpoint) {
+    host(out, &mirror.url);
     if let Some(ca) = &mirror.ca {
         let _ = writeln!(out, "  ca = {}", quote(&ca.to_string_lossy()));
     }
@@ -54,13 +79,10 @@ pub fn render(
         let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
         let _ = writeln!(out, "  client = [[{}, {}]]", quote(&cert), quote(&key));
     }
-    for endpoint in endpoints {
-        host(&mut out, endpoint);
-    }
-    out
 }
 
-fn host(out: &mut String, url: &str) {
+/// Opens a `[host."…"]` table that containerd may pull and resolve from.
+pub(super) fn host(out: &mut String, url: &str) {
     let _ = write!(
         out,
         "\n[host.{}]\n  capabilities = [\"pull\", \"resolve\"]\n",
@@ -69,7 +91,7 @@ fn host(out: &mut String, url: &str) {
 }
 
 /// A TOML basic string.
-fn quote(value: &str) -> String {
+pub(super) fn quote(value: &str) -> String {
     let mut quoted = String::with_capacity(value.len() + 2);
     quoted.push('"');
     for c in value.chars() {

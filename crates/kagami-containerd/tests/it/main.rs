@@ -1,6 +1,8 @@
 //! kagami-containerd's integration tests: the `Store` backend against a
-//! real containerd started per test, and the `hosts.toml` golden files.
+//! real containerd started per test, the `hosts.toml` golden files, and
+//! what containerd makes of them.
 
+mod fallback;
 mod golden;
 mod harness;
 mod hosts;

@@ -157,3 +157,68 @@ fn registries_yaml_mirrors_decide_what_is_shared() {
     assert!(error.contains("write \"*\" (quoted)"), "{error}");
     assert!(error.contains("registries.yaml:2"), "{error}");
 }
+
+#[test]
+fn registries_yaml_endpoints_follow_kagami_in_containerds_hosts_toml() {
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = kagami_containerd::testing::Daemon::start();
+    let registries = tmp.path().join("registries.yaml");
+    std::fs::write(
+        &registries,
+        "mirrors:\n  docker.io:\n    endpoint:\n      - \"https://mirror.example.com\"\n    rewrite:\n      \"^rancher/(.*)\": \"mirrorproject/rancher-images/$1\"\n  registry.k8s.io:\n",
+    )
+    .unwrap();
+    let psk = tmp.path().join("psk");
+    kagami_p2p::Psk::generate().write(&psk).unwrap();
+    let certs = tmp.path().join("certs.d");
+    let node = Server::start(
+        &tmp.path().join("n"),
+        &[
+            "--store",
+            "containerd",
+            "--containerd-address",
+            daemon.socket().to_str().unwrap(),
+            "--containerd-config-path",
+            certs.to_str().unwrap(),
+            "--private-registry",
+            registries.to_str().unwrap(),
+            "--disable-default-registry-endpoint",
+            "--embedded-registry",
+            "--p2p-port",
+            "0",
+            "--psk-file",
+            psk.to_str().unwrap(),
+        ],
+    );
+    let hub: toml_edit::DocumentMut = std::fs::read_to_string(certs.join("docker.io/hosts.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ours = format!("http://{}/v2", node.addr);
+    let hosts: Vec<&str> = hub["host"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        hosts,
+        [ours.as_str(), "https://mirror.example.com/v2"],
+        "{hub}"
+    );
+    // Rewrites go to the listed endpoint only.
+    assert!(hub["host"][ours.as_str()].get("rewrite").is_none(), "{hub}");
+    assert_eq!(
+        hub["host"]["https://mirror.example.com/v2"]["rewrite"]["^rancher/(.*)"].as_str(),
+        Some("mirrorproject/rancher-images/$1")
+    );
+    // No fallback to the upstream: it may only be pushed to.
+    let server_caps = hub.get("capabilities").and_then(|c| c.as_array());
+    let caps: Vec<&str> = server_caps
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(caps, ["push"], "{hub}");
+    assert!(certs.join("registry.k8s.io/hosts.toml").exists());
+}
