@@ -100,9 +100,20 @@ impl Server {
 
     /// Like [`Server::start`], for `kagami COMMAND` (`server`, `agent`).
     pub fn start_as(command: &str, data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_env(command, data_dir, extra, &[])
+    }
+
+    /// Like [`Server::start_as`], with environment variables set.
+    pub fn start_env(
+        command: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let secure = extra.contains(&"--secure");
         let extra: Vec<&str> = extra.iter().copied().filter(|a| *a != "--secure").collect();
         let mut child = kagami()
+            .envs(env.iter().copied())
             .args([
                 command,
                 "--https-listen-port",

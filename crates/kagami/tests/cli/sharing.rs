@@ -161,3 +161,35 @@ async fn agents_follow_the_servers_embedded_registry_switch() {
     assert!(log.contains("embedded registry mirror off"), "{log}");
     assert!(!log.contains("joined the P2P network"), "{log}");
 }
+
+#[test]
+fn latest_is_shared_only_when_k3s_or_kagami_says_so_and_then_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let flags = [
+        "--embedded-registry",
+        "--mirror",
+        "*",
+        "--p2p-port",
+        "0",
+        "--store",
+        "layout",
+    ];
+    let quiet = Server::start(&tmp.path().join("a"), &flags);
+    assert!(!quiet.log().contains("unsupported"), "{}", quiet.log());
+    for (i, var) in ["K3S_P2P_ENABLE_LATEST", "KAGAMI_P2P_ENABLE_LATEST"]
+        .iter()
+        .enumerate()
+    {
+        let node = Server::start_env(
+            "server",
+            &tmp.path().join(format!("b{i}")),
+            &flags,
+            &[(var, "true")],
+        );
+        let log = node.log();
+        assert!(
+            log.contains("`latest` tags are shared") && log.contains("unsupported"),
+            "{var}: {log}"
+        );
+    }
+}
