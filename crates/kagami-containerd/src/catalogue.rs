@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use kagami_core::manifest::Links;
 use kagami_core::store::{ContentInfo, ContentKind, Error, Image};
 use kagami_core::{Digest, MediaType};
-use serde::Deserialize;
 
 use crate::content::Content;
 
@@ -24,23 +24,6 @@ pub(crate) struct Catalogue {
     /// (Manifests an index names but that are absent are not listed: a node
     /// pulls only its own platform.)
     pub(crate) missing: BTreeSet<Digest>,
-}
-
-/// The parts of a manifest or index that point further.
-#[derive(Deserialize)]
-struct Links {
-    #[serde(default)]
-    manifests: Vec<Link>,
-    config: Option<Link>,
-    #[serde(default)]
-    layers: Vec<Link>,
-}
-
-#[derive(Deserialize)]
-struct Link {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
 }
 
 /// A digest to visit, and what the descriptor pointing at it says.
@@ -108,30 +91,21 @@ async fn manifest_kind(
     let Some(media_type) = visit.declared.or_else(|| MediaType::detect(&bytes)) else {
         return Ok(ContentKind::Blob);
     };
-    let Ok(links) = serde_json::from_slice::<Links>(&bytes) else {
+    let Ok(links) = Links::parse(&bytes) else {
         tracing::warn!(digest = %visit.digest, "a manifest that is not valid JSON; serving it as a blob");
         return Ok(ContentKind::Blob);
     };
-    if media_type.is_index() {
-        for link in links.manifests {
-            if let Ok(digest) = link.digest.parse() {
-                queue.push_back(Visit {
-                    digest,
-                    declared: link.media_type.parse().ok(),
-                    may_be_manifest: true,
-                });
-            }
-        }
-    } else {
-        for link in links.config.into_iter().chain(links.layers) {
-            if let Ok(digest) = link.digest.parse() {
-                queue.push_back(Visit {
-                    digest,
-                    declared: None,
-                    may_be_manifest: false,
-                });
-            }
-        }
+    let index = media_type.is_index();
+    for link in links.children(media_type) {
+        queue.push_back(Visit {
+            digest: link.digest.clone(),
+            declared: if index {
+                link.media_type.parse().ok()
+            } else {
+                None
+            },
+            may_be_manifest: index,
+        });
     }
     Ok(ContentKind::Manifest(media_type))
 }

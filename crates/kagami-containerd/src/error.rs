@@ -173,8 +173,16 @@ pub(crate) fn from_status(
     operation: &str,
     not_found: impl FnOnce() -> store::Error,
 ) -> store::Error {
+    // A connection that broke under a call (containerd stopped) comes back
+    // as `Unknown` with the transport's error as its source: that is
+    // containerd gone too, not a failure of the call.
+    let transport = std::error::Error::source(&status)
+        .is_some_and(|source| source.is::<containerd_client::tonic::transport::Error>());
     match status.code() {
         Code::NotFound => not_found(),
+        Code::Unknown if transport => store::Error::Unavailable {
+            reason: format!("containerd: {operation}: connection lost"),
+        },
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
             store::Error::Unavailable {
                 reason: format!("containerd: {operation}: {}", status.message()),

@@ -15,9 +15,9 @@ use containerd_client::services::v1::{
 use containerd_client::tonic::Code;
 use containerd_client::types::Descriptor;
 use futures::future::BoxFuture;
+use kagami_core::manifest::{Descriptor as Link, Links};
 use kagami_core::store::{Image, Store};
 use kagami_core::{Digest, MediaType};
-use serde::Deserialize;
 
 use crate::write::{ContentLabels, DISTRIBUTION_SOURCE, Lease};
 use crate::{Containerd, Error};
@@ -59,24 +59,6 @@ impl ImageLabels {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
-}
-
-/// The fields of a manifest or index that point further.
-#[derive(Deserialize)]
-struct Links {
-    #[serde(default)]
-    manifests: Vec<Link>,
-    config: Option<Link>,
-    #[serde(default)]
-    layers: Vec<Link>,
-}
-
-#[derive(Deserialize)]
-struct Link {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: Digest,
-    size: u64,
 }
 
 impl Containerd {
@@ -255,11 +237,10 @@ impl Transfer<'_> {
                         digest: digest.clone(),
                         source: Box::new(e),
                     })?;
-            let links: Links =
-                serde_json::from_slice(&bytes).map_err(|source| Error::ParseManifest {
-                    digest: digest.clone(),
-                    source,
-                })?;
+            let links = Links::parse(&bytes).map_err(|source| Error::ParseManifest {
+                digest: digest.clone(),
+                source,
+            })?;
             let refs = if media_type.is_index() {
                 self.children(links.manifests, depth).await?
             } else {

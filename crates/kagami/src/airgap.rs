@@ -16,6 +16,8 @@ use kagami_store::Layout;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::errors::chain;
+
 /// How often the directory is looked at.
 const POLL: Duration = Duration::from_secs(2);
 /// How long a copy into containerd that failed waits before it is tried
@@ -267,16 +269,4 @@ fn is_about_the_archive(error: &kagami_store::Error) -> bool {
             | E::ReadContent { .. }
             | E::Task { .. }
     )
-}
-
-/// An error and its causes on one line, for a warning.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -24,6 +24,7 @@ use kagami_cluster::tls::{self, Identity};
 use kagami_cluster::{Joined, NodeCert, NodeKey, NodeNames, Psk, Settings, Token};
 use serde::{Deserialize, Serialize};
 
+use crate::errors::chain;
 use crate::trust::{NodeTrust, TrustError};
 
 /// How long one call to a server may take.
@@ -237,18 +238,6 @@ fn client(config: rustls::ClientConfig) -> Result<reqwest::Client, String> {
         .map_err(|e| chain(&e))
 }
 
-/// An error and its causes on one line (TLS failures hide in the causes).
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Sends `body` to `url` and reads a JSON answer, or says why not.
 async fn call<T: serde::de::DeserializeOwned>(
     request: reqwest::RequestBuilder,
@@ -357,36 +346,33 @@ pub(crate) async fn renew(
 
 /// The P2P addresses `server` lists, asked as the member `identity`.
 pub(crate) async fn server_peers(server: &str, identity: &Identity) -> Result<Vec<String>, String> {
+    member_get::<PeersResponse>(server, P2P_PATH, identity)
+        .await
+        .map(|answer| answer.peers)
+}
+
+/// `GET path` on `server` as the member `identity`, read as JSON.
+async fn member_get<T: serde::de::DeserializeOwned>(
+    server: &str,
+    path: &str,
+    identity: &Identity,
+) -> Result<T, String> {
     let base = base_url(server).map_err(|e| e.to_string())?;
     let client = client(tls::peer_client_config(identity, None).map_err(|e| e.to_string())?)?;
     let response = client
-        .get(format!("{base}{P2P_PATH}"))
+        .get(format!("{base}{path}"))
         .send()
         .await
         .map_err(|e| chain(&e))?;
     let status = response.status();
     let bytes = response.bytes().await.map_err(|e| chain(&e))?;
     if !status.is_success() {
-        return Err(format!("{base}{P2P_PATH} answered {status}"));
+        return Err(format!("{base}{path} answered {status}"));
     }
-    serde_json::from_slice::<PeersResponse>(&bytes)
-        .map(|answer| answer.peers)
-        .map_err(|e| format!("unreadable answer: {e}"))
+    serde_json::from_slice(&bytes).map_err(|e| format!("unreadable answer: {e}"))
 }
 
 /// The cluster settings `server` hands out, asked as the member `identity`.
 pub(crate) async fn server_settings(server: &str, identity: &Identity) -> Result<Settings, String> {
-    let base = base_url(server).map_err(|e| e.to_string())?;
-    let client = client(tls::peer_client_config(identity, None).map_err(|e| e.to_string())?)?;
-    let response = client
-        .get(format!("{base}{SETTINGS_PATH}"))
-        .send()
-        .await
-        .map_err(|e| chain(&e))?;
-    let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| chain(&e))?;
-    if !status.is_success() {
-        return Err(format!("{base}{SETTINGS_PATH} answered {status}"));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| format!("unreadable answer: {e}"))
+    member_get(server, SETTINGS_PATH, identity).await
 }

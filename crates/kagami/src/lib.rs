@@ -8,6 +8,7 @@
 //! `kagami` binary is a thin command-line face over the same builder.
 
 mod airgap;
+mod errors;
 mod hosts;
 pub mod join;
 mod metrics;
