@@ -114,13 +114,13 @@ impl Server {
         let extra: Vec<&str> = extra.iter().copied().filter(|a| *a != "--secure").collect();
         let mut child = kagami()
             .envs(env.iter().copied())
-            .args([
-                command,
-                "--https-listen-port",
-                "0",
-                "--bind-address",
-                "127.0.0.1",
-            ])
+            .args([command, "--bind-address", "127.0.0.1"])
+            // An ephemeral port unless the test names one.
+            .args(if extra.contains(&"--https-listen-port") {
+                &[][..]
+            } else {
+                &["--https-listen-port", "0"][..]
+            })
             // A machine running containerd must not change what these tests serve.
             .args(if extra.contains(&"--store") {
                 &[][..]

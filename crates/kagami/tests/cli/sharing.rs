@@ -193,3 +193,48 @@ fn latest_is_shared_only_when_k3s_or_kagami_says_so_and_then_with_a_warning() {
         );
     }
 }
+
+#[test]
+fn a_changed_switch_reaches_agents_at_their_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s_data = tmp.path().join("s");
+    let on = [
+        "--secure",
+        "--embedded-registry",
+        "--mirror",
+        "*",
+        "--p2p-port",
+        "0",
+    ];
+    let mut s = Server::start(&s_data, &on);
+    let token = run_ok(&s_data, &["token"]).trim().to_owned();
+    let url = s.url();
+    let a_data = tmp.path().join("a");
+    let agent_flags = [
+        "--secure",
+        "--server",
+        &url,
+        "--token",
+        &token,
+        "--mirror",
+        "*",
+        "--p2p-port",
+        "0",
+    ];
+    let mut a = Server::start_as("agent", &a_data, &agent_flags);
+    assert!(a.log().contains("joined the P2P network"), "{}", a.log());
+    assert!(a.terminate(std::time::Duration::from_secs(15)));
+
+    // The server restarts with the switch off, on the same port.
+    let port = s.addr.port().to_string();
+    assert!(s.terminate(std::time::Duration::from_secs(15)));
+    let _s = Server::start(
+        &s_data,
+        &["--secure", "--mirror", "*", "--https-listen-port", &port],
+    );
+    let again = Server::start_as("agent", &a_data, &agent_flags);
+    let log = again.log();
+    assert!(log.contains("the cluster's settings changed"), "{log}");
+    assert!(log.contains("embedded registry mirror off"), "{log}");
+    assert!(!log.contains("joined the P2P network"), "{log}");
+}
