@@ -32,5 +32,5 @@ mod trace;
 pub use app::{Config, app, app_with_mirror};
 pub use error::Error;
 pub use mirror::{MIRRORED_HEADER, Mirror, MirrorConfig, MirrorStats, Mirrored, PeerTls};
-pub use routes::Readiness;
+pub use routes::{Readiness, probes};
 pub use server::{Handshake, serve, serve_with};

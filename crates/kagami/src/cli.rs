@@ -95,6 +95,10 @@ struct ServerArgs {
     #[arg(long, env = "KAGAMI_CONTAINERD_CONTENT_DIR")]
     containerd_content_dir: Option<PathBuf>,
 
+    /// Also answer /healthz and /readyz in plain HTTP here (a loopback address such as 127.0.0.1:6444), for probes without a cluster certificate.
+    #[arg(long, env = "KAGAMI_HEALTHZ_ADDRESS")]
+    healthz_address: Option<SocketAddr>,
+
     /// A YAML file with one key per long flag (K3s's config.yaml works too) [default: /etc/kagami/config.yaml, if it exists].
     #[arg(long, env = "KAGAMI_CONFIG_FILE")]
     config: Option<PathBuf>,
@@ -220,6 +224,12 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         .store(store)
         .data_dir(&args.data_dir.path)
         .listen(SocketAddr::new(args.bind_address, args.https_listen_port));
+    if let Some(addr) = args.healthz_address {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the plain health endpoint listens beyond loopback");
+        }
+        builder = builder.probes(addr);
+    }
 
     // Trust first: an agent learns the cluster's settings from its server.
     let settings = if args.trust.insecure_http {

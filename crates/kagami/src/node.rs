@@ -94,6 +94,7 @@ pub struct Builder {
     store: StoreChoice,
     hosts: Option<HostsConfig>,
     security: Option<Security>,
+    probes: Option<SocketAddr>,
 }
 
 /// How the registry API and peer fetches are protected.
@@ -118,6 +119,7 @@ impl Default for Builder {
             store: StoreChoice::Layout,
             hosts: None,
             security: None,
+            probes: None,
         }
     }
 }
@@ -159,6 +161,13 @@ impl Builder {
     /// start, pointing containerd at this node's registry API.
     pub fn containerd_hosts(mut self, config: HostsConfig) -> Builder {
         self.hosts = Some(config);
+        self
+    }
+
+    /// Also answers `/healthz` and `/readyz` in plain HTTP on `addr` (a
+    /// loopback address, for probes that hold no cluster certificate).
+    pub fn probes(mut self, addr: SocketAddr) -> Builder {
+        self.probes = Some(addr);
         self
     }
 
@@ -245,6 +254,26 @@ impl Builder {
             }
             None => app,
         };
+        let probes = match self.probes {
+            Some(probe_addr) => {
+                let bind_error = |source| Error::Bind {
+                    addr: probe_addr,
+                    source,
+                };
+                let listener = TcpListener::bind(probe_addr).await.map_err(bind_error)?;
+                let (tx, rx) = oneshot::channel::<()>();
+                let server = tokio::spawn(kagami_registry::serve(
+                    listener,
+                    kagami_registry::probes(readiness.clone()),
+                    async move {
+                        let _ = rx.await;
+                    },
+                    SHUTDOWN_GRACE,
+                ));
+                Some((tx, server))
+            }
+            None => None,
+        };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let shutdown = async move {
             // A dropped sender means the Node went away: stop as well.
@@ -293,6 +322,7 @@ impl Builder {
             containerd: opened.containerd,
             airgap,
             renewal,
+            probes,
             p2p,
             stop: Some(stop_tx),
             server,
@@ -368,6 +398,8 @@ pub struct Node {
     airgap: Option<AirGap>,
     /// Renews the node certificate when due.
     renewal: Option<JoinHandle<()>>,
+    /// The plain probe listener: its stop signal and task.
+    probes: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
     p2p: Option<P2p>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
@@ -413,6 +445,10 @@ impl Node {
         drop(self.airgap.take());
         if let Some(renewal) = self.renewal.take() {
             renewal.abort();
+        }
+        if let Some((stop, server)) = self.probes.take() {
+            let _ = stop.send(());
+            let _ = server.await;
         }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

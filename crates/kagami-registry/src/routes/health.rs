@@ -41,6 +41,27 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/readyz", get(ready))
 }
 
+/// `/healthz` and `/readyz` alone, for a listener of their own: probes
+/// that cannot present a cluster certificate (kubelet's, a load
+/// balancer's) ask there, in plain HTTP, on a loopback address.
+pub fn probes(readiness: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = readiness.is_ready();
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                    }
+                }
+            }),
+        )
+}
+
 async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
     if state.readiness.is_ready() {
         (StatusCode::OK, "ready")

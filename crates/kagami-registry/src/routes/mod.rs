@@ -41,8 +41,8 @@ use kagami_core::{Digest, Registry, store};
 use serde::Deserialize;
 
 pub(crate) use blobs::Blob;
-pub use health::Readiness;
 pub(crate) use health::routes as health;
+pub use health::{Readiness, probes};
 
 use crate::app::{AppState, Config};
 use crate::error::Error;

@@ -500,3 +500,27 @@ async fn a_node_with_the_psk_but_no_certificate_is_never_served_from_and_never_s
     assert_eq!(status["lookup_failures"].as_u64(), Some(0), "{status}");
     assert_eq!(status["bytes_relayed"], serde_json::json!({}), "{status}");
 }
+
+#[tokio::test]
+async fn probes_answer_in_plain_http_on_their_own_address_and_nothing_else_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let probe = free.local_addr().unwrap().to_string();
+    drop(free);
+    let node = server(&tmp.path().join("s"), &["--healthz-address", &probe]);
+    let plain = crate::pull::client();
+    let get = |path: &str| plain.get(format!("http://{probe}{path}")).send();
+    let health = get("/healthz").await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok");
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    assert_eq!(get("/v2/").await.unwrap().status(), 404);
+    // The API port itself still wants a certificate.
+    assert!(
+        plain
+            .get(format!("{}/healthz", node.url()))
+            .send()
+            .await
+            .is_err()
+    );
+}
