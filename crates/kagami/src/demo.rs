@@ -292,6 +292,9 @@ fn report(nodes: &[DemoNode], image: &BuiltImage, lookup: Duration, bytes: u64, 
     let mib = bytes as f64 / (1024.0 * 1024.0);
     println!();
     println!(
+        "trust          node-0 made the cluster CA and PSK; the others joined with its token; every request mTLS"
+    );
+    println!(
         "image          {} ({} blobs)",
         image.reference,
         image.blobs.len()

@@ -31,5 +31,7 @@ async fn the_demo_pulls_through_a_peer_and_verifies_every_digest() {
         );
     }
     assert!(stdout.contains("every digest verified"), "{stdout}");
+    // The demo runs secure: the others joined node-0 with its token.
+    assert!(stdout.contains("joined with its token"), "{stdout}");
     assert!(stdout.contains("from node-0"), "no relay named:\n{stdout}");
 }
