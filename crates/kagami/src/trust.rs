@@ -151,8 +151,11 @@ impl NodeTrust {
         }
         material.save_settings(&settings)?;
         let (key, cert) = match (material.node_key()?, material.node_cert()?) {
+            // A certificate for another peer ID (the identity key was
+            // replaced) would make every peer refuse this node.
             (Some(key), Some(cert))
-                if !cert.needs_renewal(SystemTime::now(), policy.renew_before) =>
+                if !cert.needs_renewal(SystemTime::now(), policy.renew_before)
+                    && cert.peer_id() == names.peer_id.as_deref() =>
             {
                 (key, cert)
             }
@@ -253,6 +256,23 @@ impl NodeTrust {
             return Ok(None);
         };
         let ca = material.ca()?;
+        let (key, cert) = if cert.peer_id() == names.peer_id.as_deref() {
+            (key, cert)
+        } else if let Some(ca) = &ca {
+            // A server re-issues its own certificate for its new identity.
+            let key = NodeKey::generate()?;
+            let cert = ca.issue(&key, &names, policy.validity)?;
+            material.save_node(&key, &cert)?;
+            (key, cert)
+        } else {
+            tracing::warn!(
+                certificate = cert.peer_id().unwrap_or("(none)"),
+                node = names.peer_id.as_deref().unwrap_or("(none)"),
+                path = %material.node_cert_path().display(),
+                "the node certificate binds another peer ID (the P2P identity key changed): peers will refuse this node; delete the certificate and join again with --token"
+            );
+            (key, cert)
+        };
         NodeTrust::assemble(material, names, policy, ca, server, &key, cert).map(Some)
     }
 

@@ -524,3 +524,25 @@ async fn probes_answer_in_plain_http_on_their_own_address_and_nothing_else_does(
             .is_err()
     );
 }
+
+#[test]
+fn a_server_whose_identity_changed_gets_a_certificate_for_its_new_peer_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("s");
+    let bound = |data: &Path| {
+        let pem = std::fs::read_to_string(data.join("cluster/node.crt")).unwrap();
+        kagami_cluster::NodeCert::from_pem(&pem)
+            .unwrap()
+            .peer_id()
+            .map(str::to_owned)
+    };
+    let mut first = server(&data, &[]);
+    let before = bound(&data);
+    assert!(before.is_some());
+    assert!(first.terminate(Duration::from_secs(15)));
+    std::fs::remove_file(data.join("p2p/identity.key")).unwrap();
+    let _second = server(&data, &[]);
+    let after = bound(&data);
+    assert!(after.is_some());
+    assert_ne!(after, before);
+}
