@@ -30,6 +30,14 @@ use crate::publish::Publisher;
 
 /// How soon a failed announcement is tried again.
 const PUBLISH_RETRY: Duration = Duration::from_secs(30);
+/// First routing-table refresh after joining; each next one waits twice
+/// as long, up to [`REFRESH_MAX`]. A node learns the peers that joined
+/// after it only by asking again (they may have reached the network
+/// through a node that did not know it yet), so the first refreshes come
+/// quickly and later ones rarely.
+const REFRESH_MIN: Duration = Duration::from_secs(2);
+/// Longest wait between routing-table refreshes.
+const REFRESH_MAX: Duration = Duration::from_secs(5 * 60);
 
 pub(crate) struct Node {
     swarm: Swarm<Behaviour>,
@@ -46,6 +54,9 @@ pub(crate) struct Node {
     backoff: Backoff,
     resolving: FuturesUnordered<BoxFuture<'static, Vec<Multiaddr>>>,
     ready: bool,
+    /// When the routing table is next refreshed (a Kademlia bootstrap
+    /// while connected), and the wait after that.
+    refresh: (Instant, Duration),
 }
 
 impl Node {
@@ -80,6 +91,7 @@ impl Node {
             ),
             resolving: FuturesUnordered::new(),
             ready: false,
+            refresh: (Instant::now() + REFRESH_MIN, REFRESH_MIN),
         }
     }
 
@@ -340,6 +352,13 @@ impl Node {
                 }
             }
         }
+        if self.ready && now >= self.refresh.0 {
+            if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
+                tracing::debug!(error = %e, "routing table refresh not started");
+            }
+            let next = (self.refresh.1 * 2).min(REFRESH_MAX);
+            self.refresh = (now + next, next);
+        }
         // Kademlia never empties its routing table by itself (dead peers
         // stay until newer ones displace them), so an empty table is not
         // the only sign of isolation: no connection at all is the other.
@@ -371,6 +390,7 @@ impl Node {
         self.ready = ready;
         if ready {
             tracing::info!(peers = routing_peers, "p2p node joined the network");
+            self.refresh = (now + REFRESH_MIN, REFRESH_MIN);
             // Announcements made while alone reached no one.
             self.publisher.requeue_all();
             if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
@@ -426,6 +446,9 @@ impl Node {
             && let Some(due) = self.publisher.next_due()
         {
             wake = wake.min(due);
+        }
+        if self.ready {
+            wake = wake.min(self.refresh.0);
         }
         wake
     }
