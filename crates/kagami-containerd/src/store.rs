@@ -109,12 +109,27 @@ impl Containerd {
         {
             return Ok(catalogue.clone());
         }
+        Ok(self.rebuild(&mut cached).await?.1)
+    }
+
+    /// The named images and a catalogue built from that same listing now
+    /// (which also replaces the cached one): a consistent view in one
+    /// `List` call.
+    pub(crate) async fn snapshot(&self) -> Result<(Vec<Image>, Arc<Catalogue>), Error> {
+        let mut cached = self.catalogue.lock().await;
+        self.rebuild(&mut cached).await
+    }
+
+    async fn rebuild(
+        &self,
+        cached: &mut Option<Built>,
+    ) -> Result<(Vec<Image>, Arc<Catalogue>), Error> {
         let started = Instant::now();
         let images = self.images().await?;
         let catalogue = Arc::new(Catalogue::build(&images, &self.content).await?);
         self.report_missing(&catalogue);
         *cached = Some((started, catalogue.clone()));
-        Ok(catalogue)
+        Ok((images, catalogue))
     }
 
     /// Logs, once per digest, the configs and layers that images name but

@@ -50,8 +50,7 @@ struct Snapshot {
 
 impl Snapshot {
     async fn take(store: &Containerd) -> Result<Snapshot, kagami_core::store::Error> {
-        let images = store.images().await?;
-        let catalogue = store.catalogue(Duration::ZERO).await?;
+        let (images, catalogue) = store.snapshot().await?;
         Ok(Snapshot {
             images: images
                 .into_iter()

@@ -20,7 +20,7 @@ pub mod trust;
 
 pub use hosts::{DEFAULT_CONFIG_PATH as DEFAULT_CONTAINERD_CONFIG_PATH, HostsConfig, Mirrored};
 pub use node::{Builder, Error, Node, Security, StoreChoice};
-pub use trust::{CertPolicy, NodeTrust, TrustError, node_names};
+pub use trust::{CertPolicy, NodeTrust, TrustError, host_name, node_names};
 
 /// Default port of the registry API, the one K3s's embedded mirror uses.
 pub const DEFAULT_REGISTRY_PORT: u16 = 6443;

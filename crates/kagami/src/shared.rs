@@ -30,9 +30,7 @@ impl SharedRegistries {
     ) -> SharedRegistries {
         let mut local: BTreeSet<String> =
             ["localhost", "127.0.0.1", "::1"].map(str::to_owned).into();
-        if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-            local.insert(host.trim().to_owned());
-        }
+        local.extend(kagami::host_name());
         if !bind.is_unspecified() {
             local.insert(bind.to_string());
         }

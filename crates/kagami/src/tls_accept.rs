@@ -37,25 +37,23 @@ impl kagami_registry::Handshake for ClusterTls {
             .client_hello()
             .alpn()
             .is_some_and(|mut protocols| protocols.any(|p| p == JOIN_ALPN));
-        let (config, channel) = if joining {
-            (self.trust.join_config(), Channel::Join)
+        let config = if joining {
+            self.trust.join_config()
         } else {
-            (
-                self.trust.server_config(),
-                Channel::Member { peer_id: None },
-            )
+            self.trust.server_config()
         };
         let stream = start.into_stream(config).await?;
-        let channel = match channel {
-            Channel::Join => Channel::Join,
-            Channel::Member { .. } => Channel::Member {
+        let channel = if joining {
+            Channel::Join
+        } else {
+            Channel::Member {
                 peer_id: stream
                     .get_ref()
                     .1
                     .peer_certificates()
                     .and_then(|certs| certs.first())
                     .and_then(|cert| peer_id_of_der(cert.as_ref())),
-            },
+            }
         };
         let mut extensions = Extensions::new();
         extensions.insert(channel);

@@ -431,6 +431,13 @@ impl Current {
     }
 }
 
+/// This machine's host name, as the kernel has it.
+pub fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
 /// The names and addresses a node certificate is issued for: `localhost`,
 /// loopback, the host name, the bind address when it is a specific one,
 /// and any given with `--node-ip` / `--node-name`; plus the peer ID.
@@ -441,11 +448,10 @@ pub fn node_names(
     peer_id: Option<String>,
 ) -> NodeNames {
     let mut dns = vec!["localhost".to_owned()];
-    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        let host = host.trim();
-        if !host.is_empty() && !dns.iter().any(|d| d == host) {
-            dns.push(host.to_owned());
-        }
+    if let Some(host) = host_name()
+        && !dns.contains(&host)
+    {
+        dns.push(host);
     }
     for name in extra_names {
         if !dns.contains(name) {

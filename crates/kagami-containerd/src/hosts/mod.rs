@@ -18,5 +18,5 @@ mod state;
 mod writer;
 
 pub use registry::{Endpoint, EndpointTls, RegistryHosts, Rewrite, render_registry};
-pub use render::{DEFAULT_REGISTRY, MirrorEndpoint, default_upstream, render};
+pub use render::{DEFAULT_REGISTRY, MirrorEndpoint, default_upstream};
 pub use writer::{apply, restore};

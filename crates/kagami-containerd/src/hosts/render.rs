@@ -1,6 +1,6 @@
 //! What every `hosts.toml` kagami writes has in common: this node's
 //! registry ([`MirrorEndpoint`]), the upstream a registry falls back to,
-//! TOML quoting, and the original [`render`] that knows only URLs.
+//! and TOML quoting.
 
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -38,31 +38,6 @@ pub fn default_upstream(registry: &str) -> Option<String> {
             Some(format!("{scheme}://{host}"))
         }
     }
-}
-
-/// The `hosts.toml` for `registry` (a host such as `docker.io`, or
-/// `_default`): `server` is `upstream` or [`default_upstream`], then this
-/// node's registry and each of `endpoints`, in that order, each with the
-/// `pull` and `resolve` capabilities. Endpoints are written as given.
-///
-/// Superseded by [`render_registry`](super::render_registry), which
-/// normalises endpoints as K3s does and knows about TLS, rewrites,
-/// disabled fallback and localhost registries; kept until its callers move.
-pub fn render(
-    mirror: &MirrorEndpoint,
-    registry: &str,
-    endpoints: &[String],
-    upstream: Option<String>,
-) -> String {
-    let mut out = String::from(HEADER);
-    if let Some(server) = upstream.or_else(|| default_upstream(registry)) {
-        let _ = writeln!(out, "server = {}", quote(&server));
-    }
-    mirror_host(&mut out, mirror);
-    for endpoint in endpoints {
-        host(&mut out, endpoint);
-    }
-    out
 }
 
 /// The first lines of every file in which kagami's mirror comes first.
@@ -111,6 +86,7 @@ pub(super) fn quote(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hosts::{RegistryHosts, render_registry};
 
     fn mirror() -> MirrorEndpoint {
         MirrorEndpoint {
@@ -120,9 +96,13 @@ mod tests {
         }
     }
 
+    fn render(mirror: &MirrorEndpoint, registry: &str) -> String {
+        render_registry(mirror, &RegistryHosts::new(registry)).unwrap()
+    }
+
     #[test]
     fn docker_hub_falls_back_to_its_api_host() {
-        let text = render(&mirror(), "docker.io", &[], None);
+        let text = render(&mirror(), "docker.io");
         let doc: toml_edit::DocumentMut = text.parse().unwrap();
         assert_eq!(doc["server"].as_str(), Some("https://registry-1.docker.io"));
         let hosts: Vec<_> = doc["host"]
@@ -135,17 +115,10 @@ mod tests {
     }
 
     #[test]
-    fn default_has_no_server_and_an_explicit_upstream_wins() {
-        assert!(!render(&mirror(), "_default", &[], None).contains("server"));
-        let text = render(&mirror(), "quay.io", &[], Some("https://q.internal".into()));
-        assert!(text.contains("server = \"https://q.internal\"\n"));
-    }
-
-    #[test]
     fn quotes_what_toml_needs_quoted() {
         let mut m = mirror();
         m.ca = Some(PathBuf::from("/odd \"dir\"\\ca.pem"));
-        let doc: toml_edit::DocumentMut = render(&m, "docker.io", &[], None).parse().unwrap();
+        let doc: toml_edit::DocumentMut = render(&m, "docker.io").parse().unwrap();
         let ca = doc["host"]["https://127.0.0.1:6443/v2"]["ca"].as_str();
         assert_eq!(ca, Some("/odd \"dir\"\\ca.pem"));
     }

@@ -12,7 +12,7 @@ fn ours(registry: &str) -> String {
         ca: None,
         client: None,
     };
-    hosts::render(&mirror, registry, &[], None)
+    hosts::render_registry(&mirror, &hosts::RegistryHosts::new(registry)).unwrap()
 }
 
 fn files(registries: &[&str]) -> BTreeMap<String, String> {
