@@ -6,15 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use containerd_client::services::v1::PluginsRequest;
-use containerd_client::services::v1::content_client::ContentClient;
-use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::introspection_client::IntrospectionClient;
-use containerd_client::services::v1::version_client::VersionClient;
-use containerd_client::tonic::metadata::AsciiMetadataValue;
-use containerd_client::tonic::transport::{Channel, Endpoint};
-use containerd_client::tonic::{Request, Status};
-use hyper_util::rt::TokioIo;
+use kagami_containerd_api::containerd::services::content::v1::content_client::ContentClient;
+use kagami_containerd_api::containerd::services::images::v1::images_client::ImagesClient;
+use kagami_containerd_api::containerd::services::introspection::v1::PluginsRequest;
+use kagami_containerd_api::containerd::services::introspection::v1::introspection_client::IntrospectionClient;
+use kagami_containerd_api::containerd::services::version::v1::version_client::VersionClient;
+use kagami_containerd_api::tonic::metadata::AsciiMetadataValue;
+use kagami_containerd_api::tonic::transport::Channel;
+use kagami_containerd_api::tonic::{Request, Status};
 
 use crate::Error;
 
@@ -43,19 +42,7 @@ impl Client {
             .ok_or_else(|| Error::Namespace {
                 namespace: namespace.to_owned(),
             })?;
-        let socket = address.to_path_buf();
-        // The URI is required by tonic but never used: the connector below
-        // dials the unix socket.
-        let channel = Endpoint::from_static("http://[::]:50051")
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT)
-            .connect_with_connector_lazy(tower::service_fn(move |_| {
-                let socket = socket.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(socket).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(stream))
-                }
-            }));
+        let channel = kagami_containerd_api::connect(address, CONNECT_TIMEOUT, CALL_TIMEOUT);
         Ok(Client { channel, namespace })
     }
 

@@ -9,8 +9,10 @@ use std::ops::Range;
 use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
-use containerd_client::services::v1::{InfoRequest, ListContentRequest, ReadContentRequest};
 use futures::{StreamExt, TryStreamExt};
+use kagami_containerd_api::containerd::services::content::v1::{
+    InfoRequest, ListContentRequest, ReadContentRequest,
+};
 use kagami_core::Digest;
 use kagami_core::store::{BlobStream, Error};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};

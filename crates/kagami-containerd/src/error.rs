@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use containerd_client::tonic::{Code, Status};
+use kagami_containerd_api::tonic::{Code, Status};
 use kagami_core::{Digest, store};
 
 /// What failed, and on what.
@@ -177,7 +177,7 @@ pub(crate) fn from_status(
     // as `Unknown` with the transport's error as its source: that is
     // containerd gone too, not a failure of the call.
     let transport = std::error::Error::source(&status)
-        .is_some_and(|source| source.is::<containerd_client::tonic::transport::Error>());
+        .is_some_and(|source| source.is::<kagami_containerd_api::tonic::transport::Error>());
     match status.code() {
         Code::NotFound => not_found(),
         Code::Unknown if transport => store::Error::Unavailable {

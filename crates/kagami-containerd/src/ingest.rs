@@ -9,12 +9,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use containerd_client::services::v1::{
+use futures::future::BoxFuture;
+use kagami_containerd_api::containerd::services::images::v1::{
     CreateImageRequest, Image as ImageRecord, ListImagesRequest, UpdateImageRequest,
 };
-use containerd_client::tonic::Code;
-use containerd_client::types::Descriptor;
-use futures::future::BoxFuture;
+use kagami_containerd_api::containerd::types::Descriptor;
+use kagami_containerd_api::tonic::Code;
 use kagami_core::manifest::{Descriptor as Link, Links};
 use kagami_core::store::{Image, Store};
 use kagami_core::{Digest, MediaType};

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use containerd_client::services::v1::ListImagesRequest;
+use kagami_containerd_api::containerd::services::images::v1::ListImagesRequest;
 use kagami_core::store::{BlobStream, ContentInfo, ContentKind, Error, EventStream, Image, Store};
 use kagami_core::{Digest, MediaType, Reference};
 use tokio::sync::Mutex;

@@ -15,9 +15,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use containerd_client::services::v1::SubscribeRequest;
-use containerd_client::services::v1::events_client::EventsClient;
 use futures::StreamExt;
+use kagami_containerd_api::containerd::services::events::v1::SubscribeRequest;
+use kagami_containerd_api::containerd::services::events::v1::events_client::EventsClient;
 use kagami_core::store::{Event, Image};
 use kagami_core::{Digest, Reference};
 use tokio::sync::mpsc;

@@ -8,15 +8,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use containerd_client::services::v1::leases_client::LeasesClient;
-use containerd_client::services::v1::{
-    AbortRequest, AddResourceRequest, CreateRequest, DeleteRequest, Info, InfoRequest, Resource,
-    UpdateRequest, WriteAction, WriteContentRequest, WriteContentResponse,
-};
-use containerd_client::tonic::codec::Streaming;
-use containerd_client::tonic::metadata::AsciiMetadataValue;
-use containerd_client::tonic::{Code, Request, Status};
 use futures::StreamExt;
+use kagami_containerd_api::containerd::services::content::v1::{
+    AbortRequest, Info, InfoRequest, UpdateRequest, WriteAction, WriteContentRequest,
+    WriteContentResponse,
+};
+use kagami_containerd_api::containerd::services::leases::v1::leases_client::LeasesClient;
+use kagami_containerd_api::containerd::services::leases::v1::{
+    AddResourceRequest, CreateRequest, DeleteRequest, Resource,
+};
+use kagami_containerd_api::tonic::codec::Streaming;
+use kagami_containerd_api::tonic::metadata::AsciiMetadataValue;
+use kagami_containerd_api::tonic::{Code, Request, Status};
 use kagami_core::Digest;
 use kagami_core::store::Store;
 use tokio::sync::mpsc;

@@ -16,7 +16,7 @@ use crate::trust_flags::Role;
 
 /// kagami: a peer-to-peer OCI registry mirror for Kubernetes nodes.
 #[derive(Debug, Parser)]
-#[command(name = "kagami", version, about)]
+#[command(name = "kagami", version)]
 pub struct Cli {
     /// Log level or filter (`info`, `debug`, `kagami_registry=debug`); `RUST_LOG` overrides it.
     #[arg(long, global = true, env = "KAGAMI_LOG_LEVEL")]
@@ -63,7 +63,7 @@ struct ServerArgs {
     #[command(flatten)]
     data_dir: DataDir,
 
-    /// Port of the registry API (plain HTTP until cluster trust lands).
+    /// Port of the registry API: HTTPS with client certificates of the cluster (`0` picks a free port).
     #[arg(long, env = "KAGAMI_HTTPS_LISTEN_PORT", default_value_t = DEFAULT_REGISTRY_PORT)]
     https_listen_port: u16,
 

@@ -121,3 +121,9 @@ fn decompressed(archive: &Path) -> PathBuf {
     std::io::copy(&mut reader, &mut out).unwrap();
     plain
 }
+
+/// A gRPC channel of the tests' own to containerd's socket, for looking at
+/// what containerd holds without going through kagami.
+pub fn connect(socket: &Path) -> kagami_containerd_api::tonic::transport::Channel {
+    kagami_containerd_api::connect(socket, Duration::from_secs(5), Duration::from_secs(30))
+}

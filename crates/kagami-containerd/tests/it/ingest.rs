@@ -9,18 +9,19 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use containerd_client::services::v1::content_client::ContentClient;
-use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::{Info, ListContentRequest, ListImagesRequest};
-use containerd_client::tonic::Request;
 use futures::StreamExt;
 use kagami_containerd::{Containerd, Error as IngestError, ImageLabels};
+use kagami_containerd_api::containerd::services::content::v1::content_client::ContentClient;
+use kagami_containerd_api::containerd::services::content::v1::{Info, ListContentRequest};
+use kagami_containerd_api::containerd::services::images::v1::ListImagesRequest;
+use kagami_containerd_api::containerd::services::images::v1::images_client::ImagesClient;
+use kagami_containerd_api::tonic::Request;
 use kagami_core::store::{BlobStream, ContentInfo, Error, EventStream, Image, Store};
 use kagami_core::{Digest, MediaType, Reference};
 use kagami_store::Layout;
 use kagami_store::testing::{ArchiveFormat, BuiltImage, Compression, ImageSpec, write_archive};
 
-use crate::harness::CtrHarness;
+use crate::harness::{CtrHarness, connect};
 use kagami_containerd::testing::{Daemon, NAMESPACE};
 
 const SOURCE: &str = "containerd.io/distribution.source.";
@@ -58,7 +59,7 @@ fn request<T>(message: T) -> Request<T> {
 
 /// Every piece of content containerd holds in the test namespace.
 async fn content(daemon: &Daemon) -> HashMap<String, Info> {
-    let channel = containerd_client::connect(daemon.socket()).await.unwrap();
+    let channel = connect(daemon.socket());
     let mut stream = ContentClient::new(channel)
         .list(request(ListContentRequest { filters: vec![] }))
         .await
@@ -75,7 +76,7 @@ async fn content(daemon: &Daemon) -> HashMap<String, Info> {
 
 /// The labels of every image record, by name.
 async fn image_labels(daemon: &Daemon) -> HashMap<String, HashMap<String, String>> {
-    let channel = containerd_client::connect(daemon.socket()).await.unwrap();
+    let channel = connect(daemon.socket());
     let images = ImagesClient::new(channel)
         .list(request(ListImagesRequest { filters: vec![] }))
         .await

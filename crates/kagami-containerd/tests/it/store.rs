@@ -3,19 +3,21 @@
 
 use std::collections::HashMap;
 
-use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::{CreateImageRequest, Image as ImageRecord};
-use containerd_client::tonic::Request;
-use containerd_client::types::Descriptor;
 use futures::StreamExt;
 use kagami_containerd::{Config, Containerd};
+use kagami_containerd_api::containerd::services::images::v1::images_client::ImagesClient;
+use kagami_containerd_api::containerd::services::images::v1::{
+    CreateImageRequest, Image as ImageRecord,
+};
+use kagami_containerd_api::containerd::types::Descriptor;
+use kagami_containerd_api::tonic::Request;
 use kagami_core::Digest;
 use kagami_core::store::{ContentKind, Error, Store};
 use kagami_store::conformance;
 use kagami_store::testing::{ArchiveFormat, ImageSpec};
 use sha2::{Digest as _, Sha256};
 
-use crate::harness::CtrHarness;
+use crate::harness::{CtrHarness, connect};
 use kagami_containerd::testing::{Daemon, NAMESPACE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,9 +120,7 @@ async fn cri_id_and_digest_records_are_not_images() {
     let spec = ImageSpec::new("docker.io/library/named:1", &[1_000]).seed(5);
     let (imported, built) = harness.import_spec(spec, ArchiveFormat::Oci).await;
     let image = &imported[0];
-    let channel = containerd_client::connect(harness.daemon.socket())
-        .await
-        .unwrap();
+    let channel = connect(harness.daemon.socket());
     let mut images = ImagesClient::new(channel);
     let config = built.blobs.keys().next().unwrap();
     for name in [
