@@ -7,6 +7,7 @@ use std::sync::Arc;
 use kagami_core::Registry;
 use kagami_core::store::Store;
 
+use crate::budget::{BodyBudget, DEFAULT_BODY_BYTES_IN_FLIGHT};
 use crate::mirror::{Mirror, Mirrored};
 use crate::routes::{self, Readiness};
 use crate::trace;
@@ -20,6 +21,13 @@ pub struct Config {
     /// all). A node shares only what it mirrors, as in K3s: a request for
     /// any other registry is answered 404 `NAME_UNKNOWN`.
     pub served: Mirrored,
+    /// Response body bytes the whole application may hold between reading
+    /// them (from the store or a peer) and writing them to a socket
+    /// (default [`DEFAULT_BODY_BYTES_IN_FLIGHT`], 256 MiB); a body waits
+    /// for room beyond it. With [`Limits`](crate::Limits)' streams per
+    /// connection and send buffers, it bounds what clients that stop
+    /// reading can make a node hold.
+    pub max_body_bytes_in_flight: usize,
 }
 
 impl Default for Config {
@@ -27,6 +35,7 @@ impl Default for Config {
         Config {
             default_registry: Registry::docker_hub(),
             served: Mirrored::All,
+            max_body_bytes_in_flight: DEFAULT_BODY_BYTES_IN_FLIGHT,
         }
     }
 }
@@ -39,6 +48,8 @@ pub(crate) struct AppState {
     pub(crate) readiness: Readiness,
     /// Where local misses are looked up; `None` answers them 404.
     pub(crate) mirror: Option<Mirror>,
+    /// Shared by every response body.
+    pub(crate) budget: BodyBudget,
 }
 
 /// The whole HTTP application: the OCI API under `/v2`, `/healthz` and
@@ -66,6 +77,7 @@ fn build(
     mirror: Option<Mirror>,
 ) -> axum::Router {
     let state = AppState {
+        budget: BodyBudget::new(config.max_body_bytes_in_flight),
         store,
         config: Arc::new(config),
         readiness,

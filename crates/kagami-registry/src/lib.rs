@@ -21,16 +21,23 @@
 //! one-component name is looked up as `library/<name>`.
 
 mod app;
+mod budget;
 mod error;
 mod mirror;
 mod path;
 mod range;
 mod routes;
 mod server;
+mod throttle;
 mod trace;
 
 pub use app::{Config, app, app_with_mirror};
+pub use budget::DEFAULT_BODY_BYTES_IN_FLIGHT;
 pub use error::Error;
 pub use mirror::{MIRRORED_HEADER, Mirror, MirrorConfig, MirrorStats, Mirrored, PeerTls};
 pub use routes::{Readiness, probes};
-pub use server::{Handshake, serve, serve_with};
+pub use server::{
+    Accepted, Admission, Closed, ConnectionStats, Handshake, Limits, ServeOptions, serve,
+    serve_with,
+};
+pub use throttle::Throttle;

@@ -1,8 +1,10 @@
 //! The [`Store`] trait over a [`Layout`]: every answer comes from the
 //! in-memory catalogue; only content bytes are read from files.
 
-use std::io::SeekFrom;
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -10,9 +12,9 @@ use kagami_core::store::{
     self, BlobStream, ContentInfo, ContentKind, Event, EventStream, Image, Store,
 };
 use kagami_core::{Digest, MediaType, Reference};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::BroadcastStream;
-use tokio_util::io::ReaderStream;
 
 use crate::{Error, Layout};
 
@@ -103,7 +105,7 @@ impl Store for Layout {
     ) -> Result<BlobStream, store::Error> {
         let info = self.content(digest)?;
         let Range { start, end } = store::span(digest, info.size, range)?;
-        let mut file = self.open_content(digest).await?;
+        let file = self.open_content(digest).await?;
         let read_err = |source| Error::ReadContent {
             digest: digest.clone(),
             path: self.inner.paths.blob(digest),
@@ -122,19 +124,82 @@ impl Store for Layout {
             ))
             .into());
         }
-        if start > 0 {
-            file.seek(SeekFrom::Start(start)).await.map_err(read_err)?;
-        }
-        // A small blob gets a buffer of its own size, not a whole chunk.
-        let capacity = usize::try_from(end - start).map_or(CHUNK, |n| n.clamp(1, CHUNK));
-        Ok(Box::pin(ReaderStream::with_capacity(
-            file.take(end - start),
-            capacity,
-        )))
+        let file = file.into_std().await;
+        Ok(Box::pin(FileChunks::new(file, start..end)))
     }
 
     fn events(&self) -> EventStream {
         let receiver = self.inner.events.subscribe();
         Box::pin(BroadcastStream::new(receiver).map(|event| event.unwrap_or(Event::Resync)))
+    }
+}
+
+/// A byte range of a file as a stream of chunks of up to [`CHUNK`] bytes,
+/// each read on the blocking pool straight into the buffer that is handed
+/// on: no second buffer per stream (tokio's `File` keeps one), no copy
+/// between them, and nothing read until the stream is polled.
+struct FileChunks {
+    /// The file, while no read is in flight.
+    file: Option<std::fs::File>,
+    /// Where the next read starts, and where the range ends.
+    at: u64,
+    end: u64,
+    reading: Option<JoinHandle<(std::fs::File, std::io::Result<Vec<u8>>)>>,
+}
+
+impl FileChunks {
+    fn new(file: std::fs::File, range: Range<u64>) -> FileChunks {
+        FileChunks {
+            file: Some(file),
+            at: range.start,
+            end: range.end,
+            reading: None,
+        }
+    }
+}
+
+impl futures::Stream for FileChunks {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(reading) = &mut self.reading {
+            let finished = ready!(Pin::new(reading).poll(cx));
+            self.reading = None;
+            let (file, read) = match finished {
+                Ok(finished) => finished,
+                Err(joined) => return Poll::Ready(Some(Err(std::io::Error::other(joined)))),
+            };
+            self.file = Some(file);
+            return Poll::Ready(Some(match read {
+                Ok(bytes) if bytes.is_empty() => Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the blob file ended early",
+                )),
+                Ok(bytes) => {
+                    self.at += bytes.len() as u64;
+                    Ok(Bytes::from(bytes))
+                }
+                Err(error) => Err(error),
+            }));
+        }
+        if self.at >= self.end {
+            return Poll::Ready(None);
+        }
+        let Some(mut file) = self.file.take() else {
+            return Poll::Ready(None);
+        };
+        let at = self.at;
+        let len = (self.end - at).min(CHUNK as u64);
+        self.reading = Some(tokio::task::spawn_blocking(move || {
+            let read = file.seek(SeekFrom::Start(at)).and_then(|_| {
+                // `read_to_end` fills the spare capacity without zeroing
+                // it first.
+                let mut bytes = Vec::with_capacity(len as usize);
+                (&mut file).take(len).read_to_end(&mut bytes)?;
+                Ok(bytes)
+            });
+            (file, read)
+        }));
+        self.poll_next(cx)
     }
 }

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -94,6 +95,18 @@ struct ServerArgs {
     /// containerd's content directory, read directly [default: asked of containerd].
     #[arg(long, env = "KAGAMI_CONTAINERD_CONTENT_DIR")]
     containerd_content_dir: Option<PathBuf>,
+
+    /// Most connections to the registry port at once; a share of them is kept for members (see docs/configuration.md).
+    #[arg(long, env = "KAGAMI_MAX_CONNECTIONS", default_value_t = kagami_registry::Limits::default().max_connections)]
+    max_connections: usize,
+
+    /// Close a registry connection on which no byte has moved either way for this long.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    connection_idle_timeout: Duration,
+
+    /// Time a client has to finish its TLS handshake on the registry port.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    handshake_timeout: Duration,
 
     /// Also answer /healthz and /readyz in plain HTTP here (a loopback address such as 127.0.0.1:6444), for probes without a cluster certificate.
     #[arg(long, env = "KAGAMI_HEALTHZ_ADDRESS")]
@@ -208,8 +221,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The registry port's budgets from the flags, range-checked.
+fn connection_limits(args: &ServerArgs) -> anyhow::Result<kagami_registry::Limits> {
+    let min = kagami_registry::Limits::MIN_CONNECTIONS;
+    if args.max_connections < min {
+        anyhow::bail!(
+            "--max-connections {} is too few: at least {min}",
+            args.max_connections
+        );
+    }
+    let at_least = |flag: &str, value: Duration, floor: Duration| {
+        if value < floor {
+            anyhow::bail!(
+                "--{flag} {} is too short: at least {}",
+                humantime::format_duration(value),
+                humantime::format_duration(floor)
+            );
+        }
+        Ok(())
+    };
+    at_least(
+        "connection-idle-timeout",
+        args.connection_idle_timeout,
+        Duration::from_secs(1),
+    )?;
+    at_least(
+        "handshake-timeout",
+        args.handshake_timeout,
+        Duration::from_millis(100),
+    )?;
+    Ok(kagami_registry::Limits {
+        idle_timeout: args.connection_idle_timeout,
+        handshake_timeout: args.handshake_timeout,
+        ..kagami_registry::Limits::with_max_connections(args.max_connections)
+    })
+}
+
 async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %args.data_dir.path.display(), ?role, "kagami starting");
+    let limits = connection_limits(&args)?;
     let containerd = kagami_containerd::Config {
         address: args.containerd_address,
         namespace: args.containerd_namespace,
@@ -223,7 +273,8 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
     let mut builder = Node::builder()
         .store(store)
         .data_dir(&args.data_dir.path)
-        .listen(SocketAddr::new(args.bind_address, args.https_listen_port));
+        .listen(SocketAddr::new(args.bind_address, args.https_listen_port))
+        .limits(limits);
     if let Some(addr) = args.healthz_address {
         if !addr.ip().is_loopback() {
             tracing::warn!(%addr, "the plain health endpoint listens beyond loopback");

@@ -10,6 +10,16 @@ mod p2p_flags;
 mod shared;
 mod trust_flags;
 
+/// The soft limit on open files is often 1024, as many as the registry
+/// port's connection budget alone: raise it to the hard limit, so that the
+/// budgets, not file descriptors running out, decide what is refused.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let (cli, file) = match config_flags::parse(std::env::args_os().collect()) {
         Ok(parsed) => parsed,
@@ -25,6 +35,7 @@ fn main() -> std::process::ExitCode {
             tracing::debug!(key = %ignored.key, line = ignored.line, "a K3s key kagami has no use for; ignored");
         }
     }
+    raise_open_file_limit();
     // One TLS provider for the whole process (ring, as every configuration
     // kagami builds names), before any HTTPS client exists.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -16,6 +16,8 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
+use kagami_registry::{Closed, ConnectionStats};
+
 use crate::p2p::P2p;
 
 /// The content type of what `prometheus_client::encoding::text` writes.
@@ -27,9 +29,9 @@ const OTHER_PEERS: &str = "other";
 
 /// The metrics route, to merge into the registry's application; with P2P
 /// off, only the families that mean something without it.
-pub fn routes(p2p: Option<P2p>) -> axum::Router {
+pub fn routes(p2p: Option<P2p>, connections: ConnectionStats) -> axum::Router {
     let mut registry = Registry::with_prefix("kagami");
-    registry.register_collector(Box::new(Sources { p2p }));
+    registry.register_collector(Box::new(Sources { p2p, connections }));
     axum::Router::new()
         .route("/metrics", get(scrape))
         .with_state(Arc::new(registry))
@@ -50,11 +52,12 @@ async fn scrape(State(registry): State<Arc<Registry>>) -> Response {
 #[derive(Debug)]
 struct Sources {
     p2p: Option<P2p>,
+    connections: ConnectionStats,
 }
 
 impl Collector for Sources {
     fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
-        Reading::take(self.p2p.as_ref()).encode(encoder)
+        Reading::take(self.p2p.as_ref(), &self.connections).encode(encoder)
     }
 }
 
@@ -62,7 +65,64 @@ impl Collector for Sources {
 #[derive(Debug)]
 struct Reading {
     version: &'static str,
+    connections: ConnectionReading,
     p2p: Option<P2pReading>,
+}
+
+/// The registry port's connections.
+#[derive(Debug, Default)]
+struct ConnectionReading {
+    /// By reason, in [`Closed::ALL`]'s order.
+    closed: Vec<(&'static str, u64)>,
+    members: u64,
+    unauthenticated: u64,
+    handshakes: u64,
+}
+
+impl ConnectionReading {
+    fn take(stats: &ConnectionStats) -> ConnectionReading {
+        let (members, unauthenticated, handshakes) = stats.open();
+        ConnectionReading {
+            closed: Closed::ALL
+                .iter()
+                .map(|reason| (reason.as_str(), stats.closed(*reason)))
+                .collect(),
+            members,
+            unauthenticated,
+            handshakes,
+        }
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let mut closed = encoder.encode_descriptor(
+            "connections_closed",
+            "Registry connections refused or closed by a budget, by reason: handshakes_full and \
+             unauthenticated_full (refused at a cap), handshake_failed, handshake_timeout, idle \
+             (a member's connection that moved no byte), lifetime (a join connection's end).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, count) in &self.closed {
+            closed
+                .encode_family(&[("reason", *reason)])?
+                .encode_counter::<NoLabelSet, _, u64>(count, None)?;
+        }
+        let mut open = encoder.encode_descriptor(
+            "connections_open",
+            "Registry connections open now, by state: member, unauthenticated (joining), handshake.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, count) in [
+            ("member", self.members),
+            ("unauthenticated", self.unauthenticated),
+            ("handshake", self.handshakes),
+        ] {
+            open.encode_family(&[("state", state)])?
+                .encode_gauge(&count)?;
+        }
+        Ok(())
+    }
 }
 
 /// The values that exist only with P2P on.
@@ -82,9 +142,10 @@ struct P2pReading {
 }
 
 impl Reading {
-    fn take(p2p: Option<&P2p>) -> Reading {
+    fn take(p2p: Option<&P2p>, connections: &ConnectionStats) -> Reading {
         Reading {
             version: env!("CARGO_PKG_VERSION"),
+            connections: ConnectionReading::take(connections),
             p2p: p2p.map(|p2p| {
                 let stats = p2p.mirror().stats();
                 P2pReading {
@@ -113,6 +174,7 @@ impl Reading {
             )?
             .encode_family(&[("version", self.version)])?
             .encode_gauge(&1u64)?;
+        self.connections.encode(&mut encoder)?;
         let Some(p2p) = &self.p2p else {
             return Ok(());
         };
@@ -211,24 +273,37 @@ mod tests {
     }
 
     #[test]
-    fn without_p2p_only_build_info_is_encoded() {
+    fn without_p2p_only_build_info_and_connections_are_encoded() {
         let text = encoded(|| Reading {
             version: "1.2.3",
+            connections: ConnectionReading {
+                closed: vec![("handshakes_full", 3), ("idle", 4)],
+                members: 5,
+                unauthenticated: 6,
+                handshakes: 7,
+            },
             p2p: None,
         });
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
-            text,
-            "# HELP kagami_build_info Always 1; the version label says which kagami this node runs.\n\
-             # TYPE kagami_build_info gauge\n\
-             kagami_build_info{version=\"1.2.3\"} 1\n\
-             # EOF\n"
+            samples,
+            [
+                "kagami_build_info{version=\"1.2.3\"} 1",
+                "kagami_connections_closed_total{reason=\"handshakes_full\"} 3",
+                "kagami_connections_closed_total{reason=\"idle\"} 4",
+                "kagami_connections_open{state=\"member\"} 5",
+                "kagami_connections_open{state=\"unauthenticated\"} 6",
+                "kagami_connections_open{state=\"handshake\"} 7",
+            ]
         );
+        assert!(text.ends_with("# EOF\n"));
     }
 
     #[test]
     fn p2p_values_are_encoded_as_counters_and_gauges_with_peers_in_order() {
         let text = encoded(|| Reading {
             version: "1.2.3",
+            connections: ConnectionReading::default(),
             p2p: Some(P2pReading {
                 routing_peers: 2,
                 advertised_keys: 7,
@@ -249,6 +324,9 @@ mod tests {
             samples,
             [
                 "kagami_build_info{version=\"1.2.3\"} 1",
+                "kagami_connections_open{state=\"member\"} 0",
+                "kagami_connections_open{state=\"unauthenticated\"} 0",
+                "kagami_connections_open{state=\"handshake\"} 0",
                 "kagami_mirror_lookups_total 5",
                 "kagami_mirror_lookup_failures_total 1",
                 "kagami_mirror_verify_failures_total 3",
@@ -277,6 +355,7 @@ mod tests {
     fn no_other_peers_label_until_bytes_go_unattributed() {
         let text = encoded(|| Reading {
             version: "1.2.3",
+            connections: ConnectionReading::default(),
             p2p: Some(P2pReading::default()),
         });
         assert!(text.contains("# TYPE kagami_mirror_peer_bytes counter"));

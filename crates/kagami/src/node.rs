@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kagami_containerd::Containerd;
 use kagami_core::store::Store;
-use kagami_registry::{MirrorStats, Readiness};
+use kagami_registry::{ConnectionStats, MirrorStats, Readiness, ServeOptions};
 use kagami_store::Layout;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -95,6 +95,7 @@ pub struct Builder {
     hosts: Option<HostsConfig>,
     security: Option<Security>,
     probes: Option<SocketAddr>,
+    limits: kagami_registry::Limits,
 }
 
 /// How the registry API and peer fetches are protected.
@@ -120,6 +121,7 @@ impl Default for Builder {
             hosts: None,
             security: None,
             probes: None,
+            limits: kagami_registry::Limits::default(),
         }
     }
 }
@@ -171,6 +173,13 @@ impl Builder {
         self
     }
 
+    /// Budgets of the registry port's connections (defaults in
+    /// [`kagami_registry::Limits`]).
+    pub fn limits(mut self, limits: kagami_registry::Limits) -> Builder {
+        self.limits = limits;
+        self
+    }
+
     /// Serves over HTTPS with the cluster's trust material (the default of
     /// the `kagami` binary). A node must be given this or
     /// [`Builder::insecure_http`].
@@ -212,6 +221,7 @@ impl Builder {
         let listener = TcpListener::bind(self.listen).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let readiness = Readiness::new();
+        let connections = ConnectionStats::default();
         match (&self.hosts, &opened.containerd) {
             (Some(hosts), Some(_)) => {
                 hosts::write(hosts, addr, trust.as_ref()).map_err(Error::Hosts)?;
@@ -242,7 +252,7 @@ impl Builder {
             .merge(status::routes(p2p.clone())),
             None => kagami_registry::app(store, self.registry.clone(), readiness.clone()),
         }
-        .merge(crate::metrics::routes(p2p.clone()));
+        .merge(crate::metrics::routes(p2p.clone(), connections.clone()));
         let app = match &trust {
             Some(trust) => {
                 let addrs = p2p.clone().map(|p2p| -> crate::join::P2pAddrs {
@@ -268,7 +278,10 @@ impl Builder {
                     async move {
                         let _ = rx.await;
                     },
-                    SHUTDOWN_GRACE,
+                    ServeOptions {
+                        grace: SHUTDOWN_GRACE,
+                        ..ServeOptions::default()
+                    },
                 ));
                 Some((tx, server))
             }
@@ -279,6 +292,11 @@ impl Builder {
             // A dropped sender means the Node went away: stop as well.
             let _ = stop_rx.await;
         };
+        let options = ServeOptions {
+            grace: SHUTDOWN_GRACE,
+            limits: self.limits.clone(),
+            stats: connections.clone(),
+        };
         let server = match &trust {
             Some(trust) => tokio::spawn(kagami_registry::serve_with(
                 listener,
@@ -287,14 +305,9 @@ impl Builder {
                 },
                 app,
                 shutdown,
-                SHUTDOWN_GRACE,
+                options,
             )),
-            None => tokio::spawn(kagami_registry::serve(
-                listener,
-                app,
-                shutdown,
-                SHUTDOWN_GRACE,
-            )),
+            None => tokio::spawn(kagami_registry::serve(listener, app, shutdown, options)),
         };
         readiness.set_ready(true);
         tracing::info!(
@@ -318,6 +331,7 @@ impl Builder {
             .map(|c| AirGap::spawn(c, &self.data_dir));
         Ok(Node {
             addr,
+            connections,
             layout: opened.layout,
             containerd: opened.containerd,
             airgap,
@@ -392,6 +406,8 @@ struct Opened {
 #[derive(Debug)]
 pub struct Node {
     addr: SocketAddr,
+    /// The registry port's connection counters.
+    connections: ConnectionStats,
     layout: Option<Layout>,
     containerd: Option<Arc<Containerd>>,
     /// Imports `<data-dir>/agent/images/` into containerd while it lives.
@@ -414,6 +430,11 @@ impl Node {
     /// The address the registry API listens on.
     pub fn registry_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The registry port's connection counters (refusals, timeouts, open).
+    pub fn connection_stats(&self) -> &ConnectionStats {
+        &self.connections
     }
 
     /// The node's built-in store (to import into, list, remove from),

@@ -3,7 +3,8 @@
 //! anything is decided:
 //!
 //! - `kagami-join/1`: a node joining, which has no certificate yet. No
-//!   client certificate is asked for, and only the join call is served.
+//!   client certificate is asked for, only the join call is served, and
+//!   the connection counts as unauthenticated (its own cap, a short life).
 //! - anything else: members. A client certificate signed by the cluster CA
 //!   is required, so a client without one (or with an expired one, or one
 //!   of another CA) fails the handshake and never reaches HTTP.
@@ -15,6 +16,7 @@ use std::io;
 
 use http::Extensions;
 use kagami_cluster::tls::{JOIN_ALPN, peer_id_of_der};
+use kagami_registry::{Accepted, Admission};
 use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -30,7 +32,7 @@ pub(crate) struct ClusterTls {
 impl kagami_registry::Handshake for ClusterTls {
     type Io = TlsStream<TcpStream>;
 
-    async fn handshake(&self, tcp: TcpStream) -> io::Result<(Self::Io, Extensions)> {
+    async fn handshake(&self, tcp: TcpStream) -> io::Result<Accepted<Self::Io>> {
         let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
         let start = acceptor.await?;
         let joining = start
@@ -43,21 +45,26 @@ impl kagami_registry::Handshake for ClusterTls {
             self.trust.server_config()
         };
         let stream = start.into_stream(config).await?;
-        let channel = if joining {
-            Channel::Join
+        let (channel, admission) = if joining {
+            (Channel::Join, Admission::Unauthenticated)
         } else {
-            Channel::Member {
+            let channel = Channel::Member {
                 peer_id: stream
                     .get_ref()
                     .1
                     .peer_certificates()
                     .and_then(|certs| certs.first())
                     .and_then(|cert| peer_id_of_der(cert.as_ref())),
-            }
+            };
+            (channel, Admission::Member)
         };
         let mut extensions = Extensions::new();
         extensions.insert(channel);
-        Ok((stream, extensions))
+        Ok(Accepted {
+            io: stream,
+            extensions,
+            admission,
+        })
     }
 }
 

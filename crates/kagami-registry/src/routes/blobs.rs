@@ -19,6 +19,7 @@ use kagami_core::store::{self, BlobStream, ContentKind, Store};
 use kagami_core::{Digest, Registry, Repository};
 
 use super::{bounded, content};
+use crate::budget::BodyBudget;
 use crate::error::Error;
 use crate::mirror::Mirror;
 use crate::range::{self, ByteRange};
@@ -41,6 +42,7 @@ pub(super) async fn get(
     digest: Digest,
     headers: &HeaderMap,
     head: bool,
+    budget: &BodyBudget,
 ) -> Result<Response, Error> {
     let requested = headers
         .get(RANGE)
@@ -57,7 +59,7 @@ pub(super) async fn get(
     let Some(blob) = found else {
         return Err(Error::BlobUnknown { digest });
     };
-    render(&digest, blob)
+    render(&digest, blob, budget)
 }
 
 /// The blob from the store; `None` when it is not held.
@@ -96,12 +98,14 @@ async fn held(
 }
 
 /// The response for `blob`: 200, or 206 with `Content-Range`.
-fn render(digest: &Digest, blob: Blob) -> Result<Response, Error> {
+fn render(digest: &Digest, blob: Blob, budget: &BodyBudget) -> Result<Response, Error> {
     let (status, length) = match &blob.range {
         Some(range) => (StatusCode::PARTIAL_CONTENT, range.end - range.start),
         None => (StatusCode::OK, blob.size),
     };
-    let body = blob.body.map_or_else(Body::empty, Body::from_stream);
+    let body = blob
+        .body
+        .map_or_else(Body::empty, |body| Body::from_stream(budget.meter(body)));
     let mut response = content(status, "application/octet-stream", length, digest, body)?;
     let headers = response.headers_mut();
     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));

@@ -117,7 +117,7 @@ async fn handle(
             // only tell a peer's mirror what it stands in for.
             let registry = registry()?;
             let name = (&registry, &repository);
-            blobs::get(store, mirror, name, digest, headers, head).await
+            blobs::get(store, mirror, name, digest, headers, head, &state.budget).await
         }
         Route::TagsList { repository } => tags::list(store, &registry()?, repository).await,
     }

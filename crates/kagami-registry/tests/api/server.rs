@@ -35,7 +35,10 @@ impl Server {
             listener,
             app(store),
             shutdown,
-            grace,
+            kagami_registry::ServeOptions {
+                grace,
+                ..Default::default()
+            },
         ));
         Server {
             addr,

@@ -233,6 +233,11 @@ impl Server {
         serde_json::from_slice(&body).expect("status is JSON")
     }
 
+    /// The process ID of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the process dies at once, its connections cut mid-stream.
     pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL the server");

@@ -4,6 +4,7 @@
 //! in-process (`cluster`) and as killable child processes (`harness`).
 
 mod airgap;
+mod budgets;
 mod cluster;
 mod config;
 mod containerd;

@@ -152,13 +152,16 @@ impl Node {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let grace = Duration::from_millis(100);
+        let options = kagami_registry::ServeOptions {
+            grace: Duration::from_millis(100),
+            ..Default::default()
+        };
         let task = match &tls {
-            None => tokio::spawn(kagami_registry::serve(listener, app, shutdown, grace)),
+            None => tokio::spawn(kagami_registry::serve(listener, app, shutdown, options)),
             Some((node_tls, identity)) => {
                 let handshake = node_tls.handshake(identity);
                 tokio::spawn(kagami_registry::serve_with(
-                    listener, handshake, app, shutdown, grace,
+                    listener, handshake, app, shutdown, options,
                 ))
             }
         };

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Once};
 use http::Extensions;
 use kagami_cluster::tls::{self, Identity};
 use kagami_cluster::{ClusterCa, NODE_CERT_VALIDITY, NodeKey, NodeNames};
-use kagami_registry::{Handshake, PeerTls};
+use kagami_registry::{Accepted, Admission, Handshake, PeerTls};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -120,9 +120,13 @@ pub struct MutualTls {
 impl Handshake for MutualTls {
     type Io = TlsStream<TcpStream>;
 
-    async fn handshake(&self, tcp: TcpStream) -> io::Result<(Self::Io, Extensions)> {
+    async fn handshake(&self, tcp: TcpStream) -> io::Result<Accepted<Self::Io>> {
         self.attempts.fetch_add(1, Ordering::Relaxed);
         let stream = self.acceptor.accept(tcp).await?;
-        Ok((stream, Extensions::new()))
+        Ok(Accepted {
+            io: stream,
+            extensions: Extensions::new(),
+            admission: Admission::Member,
+        })
     }
 }
