@@ -4,19 +4,24 @@
 
 use std::time::Duration;
 
+use hmac::{Hmac, KeyInit, Mac};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 use sha2::{Digest as _, Sha256};
 
 use crate::node::{NodeCert, NodeKey, NodeNames};
+use crate::proof::IdentityProof;
+use crate::token::{Role, Token};
 use crate::{Error, tls};
 
 /// How long the CA is valid. Rotating a CA means re-joining every node, so
 /// it outlives any cluster it is likely to serve.
 pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// The shortest validity a node certificate is issued for.
+pub const MIN_VALIDITY: Duration = Duration::from_secs(10);
 /// Certificates start this much in the past, for clocks a little behind.
 const BACKDATE: Duration = Duration::from_secs(300);
 
@@ -102,31 +107,99 @@ impl ClusterCa {
         fingerprint_pem(cert_pem)
     }
 
-    /// Issues a node certificate for a node's signing request: valid for
-    /// `validity` for the names, addresses and peer ID the request names,
-    /// for both server and client authentication. Everything else in the
-    /// request is ignored.
-    pub fn sign(&self, csr_pem: &str, validity_for: Duration) -> Result<NodeCert, Error> {
-        let request = CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(Error::pki("read the certificate signing request"))?;
-        let names = &request.params.subject_alt_names;
-        if names.is_empty() {
+    /// Admits a joining node: a certificate for the key of its signing
+    /// request, binding the peer ID `proof` shows the node holds, for the
+    /// host names and addresses the request names once they pass
+    /// [`NodeNames::check`]. A request that names another peer ID is
+    /// refused. Valid for `validity_for`, for server and client use.
+    pub fn admit(
+        &self,
+        csr_pem: &str,
+        proof: &IdentityProof,
+        validity_for: Duration,
+    ) -> Result<NodeCert, Error> {
+        let peer_id = proof.verify(csr_pem)?;
+        let request = read_request(csr_pem)?;
+        let mut names = NodeNames::from_sans(&request.params.subject_alt_names)?;
+        if let Some(asked) = &names.peer_id
+            && *asked != peer_id
+        {
+            return Err(Error::Name {
+                name: asked.chars().take(80).collect(),
+                reason: "not the peer ID whose key signed the request",
+            });
+        }
+        names.peer_id = Some(peer_id);
+        self.certify(&request.public_key, &names, validity_for)
+    }
+
+    /// Renews a certificate whose holder presented it (and so holds its
+    /// key): a new certificate for the key of `csr_pem`, with exactly the
+    /// names and peer ID `current` carries, whatever the request names.
+    pub fn renew(
+        &self,
+        csr_pem: &str,
+        current: &NodeNames,
+        validity_for: Duration,
+    ) -> Result<NodeCert, Error> {
+        let request = read_request(csr_pem)?;
+        if current.peer_id.is_none() {
+            return Err(Error::Name {
+                name: "(no peer ID)".to_owned(),
+                reason: "a certificate that binds no peer ID is not renewed: join again",
+            });
+        }
+        self.certify(&request.public_key, current, validity_for)
+    }
+
+    /// Issues a certificate for a key of this node (servers sign their own),
+    /// for `names` once they pass [`NodeNames::check`].
+    pub fn issue(
+        &self,
+        key: &NodeKey,
+        names: &NodeNames,
+        validity_for: Duration,
+    ) -> Result<NodeCert, Error> {
+        let key = KeyPair::from_pem(key.pem()).map_err(Error::pki("read a node key"))?;
+        self.certify(&key, names, validity_for)
+    }
+
+    /// The server token: what a node must show to join as a server and
+    /// receive the CA key. Derived from the CA key, so every server
+    /// computes the same one and none needs to store or hand it out; the
+    /// agent token, which admits agents only, is a separate secret.
+    pub fn server_token(&self) -> Token {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key_pem.as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(b"kagami server token v1");
+        let secret = hex(&mac.finalize().into_bytes()[..24]);
+        Token::new(self.fingerprint(), Role::Server, secret)
+    }
+
+    fn certify(
+        &self,
+        public_key: &impl rcgen::PublicKeyData,
+        names: &NodeNames,
+        validity_for: Duration,
+    ) -> Result<NodeCert, Error> {
+        names.check()?;
+        if validity_for < MIN_VALIDITY {
             return Err(Error::Pki {
                 what: "sign a node certificate",
-                reason: "the request names no host, address or peer".to_owned(),
+                reason: format!("a validity of {validity_for:?} is shorter than {MIN_VALIDITY:?}"),
             });
         }
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        let common_name = names.iter().find_map(|name| match name {
-            SanType::DnsName(name) => Some(name.as_str().to_owned()),
-            _ => None,
-        });
         params.distinguished_name.push(
             DnType::CommonName,
-            common_name.unwrap_or_else(|| "kagami node".to_owned()),
+            names
+                .dns
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "kagami node".to_owned()),
         );
-        params.subject_alt_names = names.clone();
+        params.subject_alt_names = names.sans()?;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
@@ -141,20 +214,15 @@ impl ClusterCa {
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, key)
             .map_err(Error::pki("read the CA certificate"))?;
         let cert = params
-            .signed_by(&request.public_key, &issuer)
+            .signed_by(public_key, &issuer)
             .map_err(Error::pki("sign a node certificate"))?;
         NodeCert::from_pem(&cert.pem())
     }
+}
 
-    /// Issues a certificate for a key of this node (servers sign their own).
-    pub fn issue(
-        &self,
-        key: &NodeKey,
-        names: &NodeNames,
-        validity_for: Duration,
-    ) -> Result<NodeCert, Error> {
-        self.sign(&key.csr(names)?, validity_for)
-    }
+fn read_request(csr_pem: &str) -> Result<CertificateSigningRequestParams, Error> {
+    CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(Error::pki("read the certificate signing request"))
 }
 
 /// The sha256 of the first certificate of a PEM text.
@@ -188,6 +256,17 @@ fn serial() -> SerialNumber {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Any number of bytes from hex digits (an even count of them).
+pub(crate) fn unhex_vec(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    text.as_bytes()
+        .chunks_exact(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
 }
 
 pub(crate) fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {

@@ -41,6 +41,20 @@ pub enum Error {
         /// Why it failed.
         reason: String,
     },
+    /// A joining node's proof of its libp2p identity does not hold.
+    #[error("the identity proof does not hold: {reason}")]
+    Proof {
+        /// Why.
+        reason: String,
+    },
+    /// A certificate was asked for names it may not have.
+    #[error("refusing to certify {name:?}: {reason}")]
+    Name {
+        /// The name (or a description of the set of names).
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// A join token that is not one.
     #[error("invalid join token: {reason}")]
     Token {

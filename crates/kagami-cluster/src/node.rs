@@ -18,6 +18,12 @@ pub const NODE_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 pub const RENEW_BEFORE: Duration = Duration::from_secs(90 * 24 * 3600);
 /// The URI prefix that binds a certificate to a libp2p peer ID.
 const PEER_URI: &str = "urn:kagami:peer:";
+/// Most host names and addresses one node certificate may carry.
+pub const MAX_NAMES: usize = 32;
+/// Longest host name (DNS's own limit).
+const MAX_HOST_NAME: usize = 253;
+/// Longest peer ID text (a base58 multihash is 52 or 53 characters).
+const MAX_PEER_ID: usize = 128;
 
 /// What a node certificate is valid for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,7 +37,80 @@ pub struct NodeNames {
 }
 
 impl NodeNames {
-    fn sans(&self) -> Result<Vec<SanType>, Error> {
+    /// Checks that a node certificate may carry these names: plain host
+    /// names (no wildcard; labels of letters, digits and hyphens; DNS's
+    /// lengths), addresses a node can have (not unspecified, multicast or
+    /// broadcast), at most [`MAX_NAMES`] of them, and exactly one peer ID.
+    pub fn check(&self) -> Result<(), Error> {
+        let refuse = |name: &str, reason| Error::Name {
+            name: name.chars().take(80).collect(),
+            reason,
+        };
+        let count = self.dns.len() + self.ips.len();
+        if count > MAX_NAMES {
+            return Err(refuse(
+                &format!("{count} names"),
+                "more host names and addresses than a node certificate may carry (32)",
+            ));
+        }
+        for name in &self.dns {
+            check_host_name(name).map_err(|reason| refuse(name, reason))?;
+        }
+        for ip in &self.ips {
+            let unusable = ip.is_unspecified()
+                || ip.is_multicast()
+                || *ip == IpAddr::from([255, 255, 255, 255]);
+            if unusable {
+                return Err(refuse(&ip.to_string(), "not an address a node can have"));
+            }
+        }
+        let peer = self
+            .peer_id
+            .as_deref()
+            .ok_or_else(|| refuse("(none)", "a node certificate binds exactly one peer ID"))?;
+        let plain = !peer.is_empty()
+            && peer.len() <= MAX_PEER_ID
+            && peer.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !plain {
+            return Err(refuse(peer, "not a peer ID"));
+        }
+        Ok(())
+    }
+
+    /// The names a signing request asks for; a request naming anything
+    /// else (an e-mail address, another URI, two peer IDs) is refused.
+    pub(crate) fn from_sans(sans: &[SanType]) -> Result<NodeNames, Error> {
+        let mut names = NodeNames::default();
+        for san in sans {
+            match san {
+                SanType::DnsName(name) => names.dns.push(name.as_str().to_owned()),
+                SanType::IpAddress(ip) => names.ips.push(*ip),
+                SanType::URI(uri) => {
+                    let Some(peer) = uri.as_str().strip_prefix(PEER_URI) else {
+                        return Err(Error::Name {
+                            name: uri.as_str().chars().take(80).collect(),
+                            reason: "a URI that is not a peer ID",
+                        });
+                    };
+                    if names.peer_id.replace(peer.to_owned()).is_some() {
+                        return Err(Error::Name {
+                            name: peer.chars().take(80).collect(),
+                            reason: "a second peer ID",
+                        });
+                    }
+                }
+                other => {
+                    return Err(Error::Name {
+                        name: format!("{other:?}").chars().take(80).collect(),
+                        reason: "a kind of name node certificates do not carry",
+                    });
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    pub(crate) fn sans(&self) -> Result<Vec<SanType>, Error> {
         let ia5 = |text: &str| {
             text.to_owned()
                 .try_into()
@@ -104,7 +183,7 @@ impl NodeKey {
 pub struct NodeCert {
     pem: String,
     not_after: SystemTime,
-    peer_id: Option<String>,
+    names: NodeNames,
 }
 
 impl NodeCert {
@@ -123,7 +202,7 @@ impl NodeCert {
         Ok(NodeCert {
             pem: pem.to_owned(),
             not_after,
-            peer_id: peer_id_of(&cert),
+            names: names_of(&cert),
         })
     }
 
@@ -139,7 +218,12 @@ impl NodeCert {
 
     /// The libp2p peer ID it binds, if any.
     pub fn peer_id(&self) -> Option<&str> {
-        self.peer_id.as_deref()
+        self.names.peer_id.as_deref()
+    }
+
+    /// Everything it is valid for: host names, addresses, peer ID.
+    pub fn names(&self) -> &NodeNames {
+        &self.names
     }
 
     /// Whether less than `renew_before` of its life remains at `now`.
@@ -148,6 +232,56 @@ impl NodeCert {
             .duration_since(now)
             .map_or(true, |left| left < renew_before)
     }
+}
+
+/// Why a host name may not be in a node certificate, if it may not.
+fn check_host_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > MAX_HOST_NAME {
+        return Err("a host name is 1 to 253 characters");
+    }
+    if name.contains('*') {
+        return Err("wildcards are not certified");
+    }
+    for label in name.trim_end_matches('.').split('.') {
+        let fits = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !fits {
+            return Err("not a host name (labels of letters, digits and hyphens)");
+        }
+    }
+    Ok(())
+}
+
+/// The names a parsed certificate carries, in its order.
+pub(crate) fn names_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> NodeNames {
+    let mut names = NodeNames::default();
+    let Ok(Some(sans)) = cert.subject_alternative_name() else {
+        return names;
+    };
+    for name in &sans.value.general_names {
+        match name {
+            GeneralName::DNSName(dns) => names.dns.push((*dns).to_owned()),
+            GeneralName::IPAddress(bytes) => {
+                if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
+                    names.ips.push(IpAddr::from(v4));
+                } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
+                    names.ips.push(IpAddr::from(v6));
+                }
+            }
+            GeneralName::URI(uri) => {
+                if let Some(peer) = uri.strip_prefix(PEER_URI)
+                    && names.peer_id.is_none()
+                {
+                    names.peer_id = Some(peer.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    names
 }
 
 /// The peer ID a parsed certificate binds.

@@ -26,8 +26,9 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use x509_parser::prelude::FromDer;
 
 use crate::Error;
+use crate::NodeNames;
 use crate::ca::fingerprint_der;
-use crate::node::peer_id_of;
+use crate::node::{names_of, peer_id_of};
 
 /// The ALPN protocol name of join connections.
 pub const JOIN_ALPN: &[u8] = b"kagami-join/1";
@@ -68,6 +69,13 @@ pub(crate) fn cert_der(pem: &str) -> Result<CertificateDer<'static>, Error> {
 pub fn peer_id_of_der(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
     peer_id_of(&cert)
+}
+
+/// Everything a certificate (DER) is valid for: host names, addresses and
+/// the peer ID it binds.
+pub fn names_of_der(der: &[u8]) -> Option<NodeNames> {
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    Some(names_of(&cert))
 }
 
 fn roots(ca_pem: &str) -> Result<Arc<RootCertStore>, Error> {

@@ -33,10 +33,13 @@ enum Command {
     Server(Box<ServerArgs>),
     /// Run an agent node: join through a server with its token, and serve images.
     Agent(Box<ServerArgs>),
-    /// Print the cluster's join token (on a server).
+    /// Print the cluster's agent join token (on a server); `--server` prints the server token.
     Token {
         #[command(flatten)]
         data_dir: DataDir,
+        /// Print the server token instead: it lets a node join as a server and receive the CA key.
+        #[arg(long)]
+        server: bool,
     },
     /// Manage the images of the built-in store.
     #[command(subcommand)]
@@ -203,7 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server(*args, Role::Server).await,
         Command::Agent(args) => server(*args, Role::Agent).await,
-        Command::Token { data_dir } => token(&data_dir.path),
+        Command::Token { data_dir, server } => token(&data_dir.path, server),
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Cleanup {
             containerd_config_path,
@@ -296,13 +299,13 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
     } else {
         let data_dir = &args.data_dir.path;
         let fresh = !data_dir.exists();
-        let peer_id = kagami::p2p::node_peer_id(data_dir)?;
+        let identity = kagami::p2p::node_identity(data_dir)?;
         let settings = kagami_cluster::Settings {
             embedded_registry: args.p2p.embedded_registry(),
         };
         let trust = match args
             .trust
-            .load(role, data_dir, args.bind_address, peer_id, settings)
+            .load(role, data_dir, args.bind_address, &identity, settings)
             .await
         {
             Ok(trust) => trust,
@@ -452,14 +455,19 @@ fn registry_hosts(
 const DEFAULT_REGISTRIES: &str = "/etc/kagami/registries.yaml";
 
 /// Prints the join token of the server whose data directory is `data_dir`.
-fn token(data_dir: &std::path::Path) -> anyhow::Result<()> {
+fn token(data_dir: &std::path::Path, server: bool) -> anyhow::Result<()> {
     let material = kagami_cluster::Material::new(data_dir);
-    let token = material.token()?.with_context(|| {
+    let missing = || {
         format!(
             "{} holds no join token: only a server that has started once has one",
             material.dir().display()
         )
-    })?;
+    };
+    let token = if server {
+        material.ca()?.with_context(missing)?.server_token()
+    } else {
+        material.token()?.with_context(missing)?
+    };
     println!("{token}");
     Ok(())
 }

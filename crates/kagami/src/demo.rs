@@ -46,7 +46,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         // The demo runs secure: node-0 is the server that makes the CA,
         // PSK and token; the others join through it with the token.
         let data_dir = dir.path().join(format!("node-{i}"));
-        let peer_id = kagami::p2p::node_peer_id(&data_dir)?;
+        let identity = kagami::p2p::node_identity(&data_dir)?;
+        let peer_id = identity.public().to_peer_id().to_string();
         let names = kagami::node_names(Ipv4Addr::LOCALHOST.into(), &[], &[], Some(peer_id));
         let trust = match nodes.first() {
             None => NodeTrust::server(
@@ -66,6 +67,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     &server,
                     Some(&token),
                     names,
+                    &identity,
                     CertPolicy::default(),
                     false,
                 )

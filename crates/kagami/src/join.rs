@@ -2,28 +2,37 @@
 //!
 //! - `POST /v1-kagami/join` (join connections: ALPN `kagami-join/1`, no
 //!   client certificate): the joining node sends `Authorization: Bearer
-//!   <token secret>` and a certificate signing request for a key it made;
-//!   the server answers with the signed certificate, the CA certificate,
-//!   the PSK and the cluster settings (and, to a joining server, the CA key
-//!   and the token). The client checked the server's CA against the
-//!   token's pin during the handshake, before sending the secret.
-//! - `POST /v1-kagami/renew` (mTLS): a member asks for a new certificate
-//!   for the same peer ID.
+//!   <token secret>`, a certificate signing request for a key it made, and
+//!   a proof (its libp2p key's signature over the request) of the identity
+//!   the certificate is to bind; the server answers with a certificate for
+//!   the proven peer ID and the names it allows, the CA certificate, the
+//!   PSK and the cluster settings (and, to a node showing the server token,
+//!   the CA key and the agent token). Attempts are rate-limited per source
+//!   address. The client checked the server's CA against the token's pin
+//!   during the handshake, before sending the secret.
+//! - `POST /v1-kagami/renew` (mTLS): a member asks for a new certificate;
+//!   it gets the names and peer ID of the certificate it presented.
 //! - `GET /v1-kagami/p2p` (mTLS): the answering server's P2P addresses,
 //!   for agents to bootstrap from.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Json};
 use kagami_cluster::tls::{self, Identity};
-use kagami_cluster::{Joined, NodeCert, NodeKey, NodeNames, Psk, Settings, Token};
+use kagami_cluster::{
+    IdentityProof, Joined, NodeCert, NodeKey, NodeNames, Psk, Role, Settings, Token,
+};
 use serde::{Deserialize, Serialize};
 
+use crate::admission::JoinGuard;
 use crate::errors::chain;
 use crate::trust::{NodeTrust, TrustError};
 
@@ -44,8 +53,8 @@ pub enum Channel {
     Join,
     /// A member's connection: a client certificate signed by the CA.
     Member {
-        /// The peer ID the client's certificate binds.
-        peer_id: Option<String>,
+        /// What the client's certificate is valid for, its peer ID among it.
+        certified: NodeNames,
     },
 }
 
@@ -54,6 +63,9 @@ struct JoinRequest {
     csr: String,
     #[serde(default)]
     server: bool,
+    /// Absent from kagami versions before identity proofs.
+    #[serde(default)]
+    proof: Option<IdentityProof>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,13 +102,18 @@ pub type P2pAddrs = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 struct ServerState {
     trust: NodeTrust,
     p2p: Option<P2pAddrs>,
+    guard: JoinGuard,
 }
 
 /// The join calls a server answers on join connections.
 pub(crate) fn join_routes(trust: NodeTrust) -> axum::Router {
     axum::Router::new()
         .route(JOIN_PATH, post(admit))
-        .with_state(ServerState { trust, p2p: None })
+        .with_state(ServerState {
+            trust,
+            p2p: None,
+            guard: JoinGuard::new(),
+        })
 }
 
 /// The calls a server answers its members.
@@ -105,7 +122,11 @@ pub(crate) fn member_routes(trust: NodeTrust, p2p: Option<P2pAddrs>) -> axum::Ro
         .route(RENEW_PATH, post(renew_handler))
         .route(P2P_PATH, get(peers))
         .route(SETTINGS_PATH, get(settings))
-        .with_state(ServerState { trust, p2p })
+        .with_state(ServerState {
+            trust,
+            p2p,
+            guard: JoinGuard::new(),
+        })
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
@@ -122,31 +143,71 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 async fn admit(
     State(state): State<ServerState>,
+    source: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let source = source.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |info| info.0.0);
+    let guard = &state.guard;
+    if let Err(wait) = guard.attempt(source) {
+        guard.refused(source, "too many join attempts");
+        let seconds = wait.as_secs().max(1).to_string();
+        let mut response = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many join attempts from this address; try again later",
+        );
+        if let Ok(value) = HeaderValue::from_str(&seconds) {
+            response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        return response;
+    }
     let trust = &state.trust;
     let material = trust.material();
-    let (Some(ca), Ok(Some(token)), Ok(Some(psk))) = (trust.ca(), material.token(), material.psk())
+    let (Some(ca), Ok(Some(agent_token)), Ok(Some(psk))) =
+        (trust.ca(), material.token(), material.psk())
     else {
         return refuse(
             StatusCode::NOT_FOUND,
             "this node does not admit nodes (not a server)",
         );
     };
-    if !bearer(&headers).is_some_and(|secret| token.accepts(secret)) {
-        tracing::warn!("a join with a wrong token was refused");
+    let secret = bearer(&headers).unwrap_or_default();
+    let role = if ca.server_token().accepts(secret) {
+        Role::Server
+    } else if agent_token.accepts(secret) {
+        Role::Agent
+    } else {
+        guard.refused(source, "wrong token");
         return refuse(StatusCode::UNAUTHORIZED, "invalid join token");
-    }
+    };
     let Ok(request) = serde_json::from_slice::<JoinRequest>(&body) else {
+        guard.refused(source, "not a join request");
         return refuse(StatusCode::BAD_REQUEST, "the body is not a join request");
     };
-    let cert = match ca.sign(&request.csr, trust.policy().validity) {
+    if request.server && role != Role::Server {
+        guard.refused(source, "an agent token used to join as a server");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "joining as a server needs the server token (`kagami token --server` on a server)",
+        );
+    }
+    let Some(proof) = &request.proof else {
+        guard.refused(source, "no identity proof");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the join request carries no proof of the node's P2P identity (is the joining kagami older than this server?)",
+        );
+    };
+    let cert = match ca.admit(&request.csr, proof, trust.policy().validity) {
         Ok(cert) => cert,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => {
+            guard.refused(source, &e.to_string());
+            return refuse(StatusCode::BAD_REQUEST, &e.to_string());
+        }
     };
     let settings = material.settings().ok().flatten().unwrap_or_default();
     tracing::info!(
+        source = %source.ip(),
         peer_id = cert.peer_id().unwrap_or("(none)"),
         server = request.server,
         "a node joined"
@@ -157,17 +218,17 @@ async fn admit(
         psk: psk.to_hex(),
         settings,
         ca_key: request.server.then(|| ca.key_pem().to_owned()),
-        token: request.server.then(|| token.to_string()),
+        token: request.server.then(|| agent_token.to_string()),
     })
     .into_response()
 }
 
 async fn renew_handler(
     State(state): State<ServerState>,
-    channel: Option<axum::Extension<Channel>>,
+    channel: Option<Extension<Channel>>,
     body: axum::body::Bytes,
 ) -> Response {
-    let Some(axum::Extension(Channel::Member { peer_id })) = channel else {
+    let Some(Extension(Channel::Member { certified })) = channel else {
         return refuse(StatusCode::FORBIDDEN, "a member's certificate is required");
     };
     let Some(ca) = state.trust.ca() else {
@@ -179,16 +240,10 @@ async fn renew_handler(
     let Ok(request) = serde_json::from_slice::<RenewRequest>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "the body is not a renewal request");
     };
-    let cert = match ca.sign(&request.csr, state.trust.policy().validity) {
+    let cert = match ca.renew(&request.csr, &certified, state.trust.policy().validity) {
         Ok(cert) => cert,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return refuse(StatusCode::FORBIDDEN, &e.to_string()),
     };
-    if cert.peer_id() != peer_id.as_deref() {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "a renewal must keep the peer ID of the certificate presented",
-        );
-    }
     tracing::info!(
         peer_id = cert.peer_id().unwrap_or("(none)"),
         "renewed a node certificate"
@@ -238,35 +293,101 @@ fn client(config: rustls::ClientConfig) -> Result<reqwest::Client, String> {
         .map_err(|e| chain(&e))
 }
 
+/// How many times a join asked to come back later (`429`) tries again.
+const JOIN_RETRIES: usize = 5;
+/// Longest wait before one of those tries.
+const JOIN_RETRY_WAIT: Duration = Duration::from_secs(10);
+
+/// [`call`], trying again (a few times, as `Retry-After` says) when the
+/// server is rate-limiting joins.
+async fn call_patiently<T: serde::de::DeserializeOwned>(
+    request: impl Fn() -> reqwest::RequestBuilder,
+    body: Vec<u8>,
+) -> Result<T, String> {
+    let mut tries = 0;
+    loop {
+        match call(request(), body.clone()).await {
+            Err(Refusal::Later(wait)) if tries < JOIN_RETRIES => {
+                tries += 1;
+                let wait = wait.min(JOIN_RETRY_WAIT);
+                tracing::info!(?wait, "the server is rate-limiting joins; trying again");
+                tokio::time::sleep(wait).await;
+            }
+            outcome => return outcome.map_err(|refusal| refusal.to_string()),
+        }
+    }
+}
+
+/// Why a call to a server did not give an answer.
+#[derive(Debug)]
+enum Refusal {
+    /// The server asked to be asked again after this long (`429`).
+    Later(Duration),
+    /// Anything else, said in words.
+    Failed(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Later(wait) => write!(
+                f,
+                "the server is rate-limiting joins (try again in {})",
+                humantime::format_duration(*wait)
+            ),
+            Refusal::Failed(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal::Failed(reason)
+    }
+}
+
 /// Sends `body` to `url` and reads a JSON answer, or says why not.
 async fn call<T: serde::de::DeserializeOwned>(
     request: reqwest::RequestBuilder,
     body: Vec<u8>,
-) -> Result<T, String> {
+) -> Result<T, Refusal> {
     let response = request
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
         .send()
         .await
-        .map_err(|e| chain(&e))?;
+        .map_err(|e| Refusal::Failed(chain(&e)))?;
     let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| chain(&e))?;
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        let wait = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+            .map_or(Duration::from_secs(1), Duration::from_secs);
+        return Err(Refusal::Later(wait));
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Refusal::Failed(chain(&e)))?;
     if !status.is_success() {
         let message = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_owned))
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        return Err(format!("the server answered {status}: {message}"));
+        return Err(format!("the server answered {status}: {message}").into());
     }
-    serde_json::from_slice(&bytes).map_err(|e| format!("unreadable answer: {e}"))
+    serde_json::from_slice(&bytes).map_err(|e| format!("unreadable answer: {e}").into())
 }
 
 /// Joins the cluster through `server`: makes a key, has the server sign a
-/// certificate for `names`, and returns everything to keep. Writes nothing.
+/// certificate for `names` and the peer ID of `identity` (which signs the
+/// request to prove it), and returns everything to keep. Writes nothing.
 pub(crate) async fn join(
     server: &str,
     token: &Token,
     names: &NodeNames,
+    identity: &libp2p_identity::Keypair,
     as_server: bool,
 ) -> Result<Joined, TrustError> {
     let base = base_url(server)?;
@@ -274,18 +395,27 @@ pub(crate) async fn join(
         server: base.clone(),
         reason,
     };
+    if as_server && token.role() != Role::Server {
+        return Err(fail(
+            "joining as a server needs the server token (`kagami token --server` on a server), not an agent token".to_owned(),
+        ));
+    }
     let config = tls::join_client_config(token.ca_fingerprint())?;
     let client = client(config).map_err(fail)?;
     let key = NodeKey::generate()?;
+    let csr = key.csr(names)?;
     let request = JoinRequest {
-        csr: key.csr(names)?,
+        proof: Some(IdentityProof::sign(identity, &csr)?),
+        csr,
         server: as_server,
     };
     let body = serde_json::to_vec(&request).unwrap_or_default();
-    let answer: JoinResponse = call(
-        client
-            .post(format!("{base}{JOIN_PATH}"))
-            .bearer_auth(token.secret()),
+    let answer: JoinResponse = call_patiently(
+        || {
+            client
+                .post(format!("{base}{JOIN_PATH}"))
+                .bearer_auth(token.secret())
+        },
         body,
     )
     .await
@@ -340,7 +470,7 @@ pub(crate) async fn renew(
     .unwrap_or_default();
     let answer: RenewResponse = call(client.post(format!("{base}{RENEW_PATH}")), body)
         .await
-        .map_err(fail)?;
+        .map_err(|refusal| fail(refusal.to_string()))?;
     Ok(NodeCert::from_pem(&answer.node_cert)?)
 }
 

@@ -7,6 +7,7 @@
 //! mirror, containerd's mirror configuration and air-gap imports. The
 //! `kagami` binary is a thin command-line face over the same builder.
 
+mod admission;
 mod airgap;
 mod errors;
 mod hosts;
@@ -18,6 +19,7 @@ mod status;
 mod tls_accept;
 pub mod trust;
 
+pub use admission::{JOIN_BURST, JOIN_RATE_PER_SECOND};
 pub use hosts::{DEFAULT_CONFIG_PATH as DEFAULT_CONTAINERD_CONFIG_PATH, HostsConfig, Mirrored};
 pub use node::{Builder, Error, Node, Security, StoreChoice};
 pub use trust::{CertPolicy, NodeTrust, TrustError, host_name, node_names};

@@ -104,7 +104,7 @@ impl P2p {
         store: Arc<dyn Store>,
         trust: Option<&NodeTrust>,
     ) -> Result<P2p, Error> {
-        let keypair = load_identity(data_dir)?;
+        let keypair = node_identity(data_dir)?;
         let psk = load_psk(data_dir, options.psk_file.as_deref())?;
 
         let mut config = kagami_p2p::Config::new(keypair, psk.clone());
@@ -199,11 +199,12 @@ impl P2p {
 /// The node's libp2p peer ID, from its identity key in the data directory
 /// (made on first use): node certificates bind it.
 pub fn node_peer_id(data_dir: &Path) -> Result<String, Error> {
-    Ok(load_identity(data_dir)?.public().to_peer_id().to_string())
+    Ok(node_identity(data_dir)?.public().to_peer_id().to_string())
 }
 
-/// The node's libp2p identity key, made on first use.
-fn load_identity(data_dir: &Path) -> Result<kagami_p2p::Keypair, Error> {
+/// The node's libp2p identity key (`DATA_DIR/p2p/identity.key`), made on
+/// first use; a joining node proves it holds it.
+pub fn node_identity(data_dir: &Path) -> Result<kagami_p2p::Keypair, Error> {
     let key_path = data_dir.join("p2p").join("identity.key");
     kagami_p2p::identity::load_or_create(&key_path).map_err(|source| Error::Material {
         what: "the node's P2P identity",

@@ -15,7 +15,7 @@
 use std::io;
 
 use http::Extensions;
-use kagami_cluster::tls::{JOIN_ALPN, peer_id_of_der};
+use kagami_cluster::tls::{JOIN_ALPN, names_of_der};
 use kagami_registry::{Accepted, Admission};
 use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
@@ -49,12 +49,13 @@ impl kagami_registry::Handshake for ClusterTls {
             (Channel::Join, Admission::Unauthenticated)
         } else {
             let channel = Channel::Member {
-                peer_id: stream
+                certified: stream
                     .get_ref()
                     .1
                     .peer_certificates()
                     .and_then(|certs| certs.first())
-                    .and_then(|cert| peer_id_of_der(cert.as_ref())),
+                    .and_then(|cert| names_of_der(cert.as_ref()))
+                    .unwrap_or_default(),
             };
             (channel, Admission::Member)
         };

@@ -147,7 +147,9 @@ impl NodeTrust {
         }
         if material.token()?.is_none() {
             material.save_token(&Token::generate(ca.fingerprint()))?;
-            tracing::info!("created the join token (print it with `kagami token`)");
+            tracing::info!(
+                "created the agent join token (print it with `kagami token`; the server token, which also hands out the CA key, with `kagami token --server`)"
+            );
         }
         material.save_settings(&settings)?;
         let (key, cert) = match (material.node_key()?, material.node_cert()?) {
@@ -177,6 +179,7 @@ impl NodeTrust {
         server: &str,
         token: Option<&Token>,
         names: NodeNames,
+        identity: &libp2p_identity::Keypair,
         policy: CertPolicy,
         as_server: bool,
     ) -> Result<NodeTrust, TrustError> {
@@ -198,7 +201,7 @@ impl NodeTrust {
             reason: "this node has not joined yet: give it the cluster's token (--token)"
                 .to_owned(),
         })?;
-        let joined = crate::join::join(&server, token, &names, as_server).await?;
+        let joined = crate::join::join(&server, token, &names, identity, as_server).await?;
         let material = Material::new(data_dir);
         material.save_joined(&joined)?;
         tracing::info!(

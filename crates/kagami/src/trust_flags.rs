@@ -74,9 +74,10 @@ impl TrustArgs {
         role: Role,
         data_dir: &Path,
         bind: IpAddr,
-        peer_id: String,
+        identity: &kagami_p2p::Keypair,
         settings: Settings,
     ) -> anyhow::Result<NodeTrust> {
+        let peer_id = identity.public().to_peer_id().to_string();
         let names = kagami::node_names(bind, &self.node_ips, &self.node_names, Some(peer_id));
         // K3s's variables, read only when kagami's flag and variable are unset.
         let server = self
@@ -102,6 +103,7 @@ impl TrustArgs {
                     server,
                     token.as_ref(),
                     names,
+                    identity,
                     self.policy(),
                     role == Role::Server,
                 )

@@ -15,6 +15,7 @@ mod failover;
 mod harness;
 mod hosts;
 mod images;
+mod join_guard;
 mod metrics;
 mod mirror;
 mod psk;

@@ -250,11 +250,45 @@ async fn a_second_server_joins_and_admits_agents_itself() {
     let s1_data = tmp.path().join("s1");
     let s1 = server(&s1_data, &[]);
     let t = token(&s1_data);
-    let s2_data = tmp.path().join("s2");
     let url = s1.url();
-    let s2 = server(&s2_data, &["--server", &url, "--token", &t]);
+    // The agent token does not make a server: it would hand out the CA key.
+    let refused = tmp.path().join("s-agent-token");
+    let output = kagami()
+        .args([
+            "server",
+            "--https-listen-port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+        ])
+        .args([
+            "--store",
+            "layout",
+            "--server",
+            &url,
+            "--token",
+            &t,
+            "--data-dir",
+        ])
+        .arg(&refused)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("server token"), "{error}");
+    assert!(!refused.join("cluster").exists());
+
+    let server_token = run_ok(&s1_data, &["token", "--server"]).trim().to_owned();
+    assert!(server_token.contains("::server:"), "{server_token}");
+    let s2_data = tmp.path().join("s2");
+    let s2 = server(&s2_data, &["--server", &url, "--token", &server_token]);
     assert!(s2_data.join("cluster/ca.key").exists());
     assert_eq!(token(&s2_data), t);
+    assert_eq!(
+        run_ok(&s2_data, &["token", "--server"]).trim(),
+        server_token,
+        "every server derives the same server token"
+    );
     let a = agent(&tmp.path().join("a"), &s2, Some(&t), &[]);
     let response = a
         .client()
