@@ -117,6 +117,15 @@ impl Layout {
     /// or temporary file behind. A name that already exists moves to the
     /// new image. Safe to cancel: the import then finishes (or cleans up)
     /// on its own, and the watcher announces it.
+    ///
+    /// The archive is opened twice (a FIFO must be fed twice; standard
+    /// input will not do): the first pass writes nothing, the second only
+    /// the files the named images reference. An archive is refused before
+    /// anything is written when its unreferenced files hold more than
+    /// [`MAX_UNREFERENCED_BYTES`](crate::MAX_UNREFERENCED_BYTES), when a
+    /// referenced file is not the size its descriptor says, or when it
+    /// decompresses past [`EXPANSION_RATIO`](crate::EXPANSION_RATIO) times
+    /// its size (and [`EXPANSION_FLOOR`](crate::EXPANSION_FLOOR)).
     pub async fn import(&self, archive: &Path) -> Result<Vec<Image>, Error> {
         let (paths, options, archive) = (
             self.inner.paths.clone(),

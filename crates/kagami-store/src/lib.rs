@@ -6,7 +6,8 @@
 //! skopeo understand too. It imports `docker save` and OCI archives (plain,
 //! gzip or zstd) all or nothing, removes images with their unshared blobs,
 //! keeps an in-memory catalogue so lookups never parse JSON, and notices
-//! changes other processes make to the same directory. With the `testing`
+//! changes other processes make to the same directory. What an archive may cost an import is
+//! bounded by the limits exported here. With the `testing`
 //! feature it also provides image fixtures (`testing`) and the
 //! conformance kit every `Store` backend must pass (`conformance`).
 //! Serving HTTP is left to the registry crate, containerd to its own.
@@ -33,4 +34,7 @@ pub mod conformance;
 pub mod testing;
 
 pub use error::Error;
+pub use import::limits::{
+    EXPANSION_FLOOR, EXPANSION_RATIO, MAX_JSON_BYTES, MAX_UNREFERENCED_BYTES,
+};
 pub use layout::{Layout, Options};

@@ -1,12 +1,20 @@
 //! Importing `docker save` and OCI archives (plain, gzip or zstd) into the
-//! layout, all or nothing: one streaming pass stages and hashes every file,
-//! the images are checked whole, and only then do blobs and names appear.
+//! layout, all or nothing, in two passes over the archive file. The first
+//! writes nothing: it reads what describes the images and notes every
+//! file, so that the files the named images reference, at the sizes they
+//! declare, are all the second pass writes (see [`limits`] for what an
+//! archive may cost). The second stages and hashes those files; the images
+//! are then checked whole, and only then do blobs and names appear.
 
 mod commit;
 mod docker;
+mod entries;
+pub(crate) mod limits;
 mod oci;
+mod plan;
 mod sniff;
 mod stage;
+mod survey;
 mod verify;
 
 use std::collections::BTreeSet;
@@ -41,21 +49,27 @@ pub(crate) fn import(
     with_write_lock(paths, options.lock_timeout, || {
         sweep_tmp(paths);
         let limit = options.max_json_size;
-        let tar = sniff::open(archive)?;
-        let mut staged = stage::Staged::create(paths, archive)?;
-        staged.ingest(tar, limit)?;
 
-        let named = if let Some(index) = staged.metadata("index.json") {
-            oci::named_images(archive, index)?
-        } else if let Some(manifest) = staged.metadata("manifest.json") {
-            let manifest = manifest.to_vec();
-            docker::named_images(archive, &mut staged, &manifest)?
-        } else {
-            return Err(Error::NoImageIndex {
-                archive: archive.to_owned(),
-            });
+        let survey = survey::Survey::read(archive, limit)?;
+        let plan = plan::plan(&survey, paths, limit)?;
+        // Only once the first pass has closed the archive: whoever feeds
+        // it through a FIFO may then open it again for the second.
+        tracing::info!(
+            archive = %archive.display(),
+            files = plan.wanted.len(),
+            bytes = plan.bytes(),
+            "archive surveyed; staging the files its images reference"
+        );
+        let (tar, reading) = sniff::open(archive)?;
+        let mut staged = stage::Staged::create(paths, reading)?;
+        staged.ingest(tar, &plan)?;
+
+        let named = match plan.images {
+            plan::Images::Oci(named) => named,
+            plan::Images::Docker(entries) => {
+                last_of_each_name(docker::named_images(archive, &mut staged, entries)?)
+            }
         };
-        let named = last_of_each_name(named);
         if named.is_empty() {
             return Err(Error::NoNamedImage {
                 archive: archive.to_owned(),
@@ -104,7 +118,7 @@ fn image(named: &Named, media_type: MediaType) -> Image {
 
 /// One archive naming an image twice: the later entry wins, as it would
 /// had the two been imported one after the other.
-fn last_of_each_name(named: Vec<Named>) -> Vec<Named> {
+pub(crate) fn last_of_each_name(named: Vec<Named>) -> Vec<Named> {
     let mut out: Vec<Named> = Vec::with_capacity(named.len());
     for n in named {
         out.retain(|o| o.reference != n.reference);

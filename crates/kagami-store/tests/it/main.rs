@@ -1,8 +1,9 @@
 //! Integration tests of the image-layout store: the conformance kit, every
-//! archive format, bad and hostile input, watching another writer, large
-//! layers, and archives written by skopeo.
+//! archive format, bad and hostile input (decompression bombs too),
+//! watching another writer, large layers, and archives written by skopeo.
 
 mod bad_input;
+mod bombs;
 mod conformance;
 mod corrupt;
 mod formats;
