@@ -18,7 +18,6 @@ mod survey;
 mod verify;
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::path::Path;
 
 use kagami_core::store::Image;
@@ -28,7 +27,7 @@ use crate::index_file::Descriptor;
 use crate::lock::with_write_lock;
 use crate::paths::Paths;
 use crate::walk::{LayoutSource, Walker};
-use crate::{Error, Options};
+use crate::{Error, Options, collect};
 
 #[cfg(feature = "testing")]
 pub(crate) use docker::layer_type;
@@ -47,8 +46,10 @@ pub(crate) fn import(
     archive: &Path,
 ) -> Result<Vec<Image>, Error> {
     with_write_lock(paths, options.lock_timeout, || {
-        sweep_tmp(paths);
         let limit = options.max_json_size;
+        // What an import killed before it committed left behind goes
+        // first, so that a crash costs space only until the next import.
+        collect::collect_logged(paths, limit, "before an import");
 
         let survey = survey::Survey::read(archive, limit)?;
         let plan = plan::plan(&survey, paths, limit)?;
@@ -125,28 +126,4 @@ pub(crate) fn last_of_each_name(named: Vec<Named>) -> Vec<Named> {
         out.push(n);
     }
     out
-}
-
-/// Removes what crashed imports left in `.tmp`. Only called under the
-/// writers' lock, so no live import owns anything there.
-fn sweep_tmp(paths: &Paths) {
-    let Ok(entries) = fs::read_dir(paths.tmp()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let removed = if path.is_dir() {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        match removed {
-            Ok(()) => {
-                tracing::info!(path = %path.display(), "removed leftovers of an interrupted import")
-            }
-            Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "cannot remove leftovers of an interrupted import")
-            }
-        }
-    }
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the image-layout store: the conformance kit, every
 //! archive format, bad and hostile input (decompression bombs too),
-//! watching another writer, large layers, and archives written by skopeo.
+//! collecting what crashed imports leave, watching another writer, large
+//! layers, and archives written by skopeo.
 
 mod bad_input;
 mod bombs;
@@ -9,6 +10,7 @@ mod corrupt;
 mod formats;
 mod large;
 mod open;
+mod orphans;
 mod skopeo;
 mod support;
 mod watch;
