@@ -118,6 +118,78 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// The blobs of the archive that may be manifests, which an import
+    /// holds in memory, add up to more than
+    /// [`MAX_JSON_BYTES`](crate::MAX_JSON_BYTES).
+    #[error(
+        "archive {archive}: its manifest-sized JSON blobs add up to more than the {limit}-byte limit"
+    )]
+    ManifestsTooLarge {
+        /// The archive.
+        archive: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
+    /// The tar stream decompressed past
+    /// [`EXPANSION_RATIO`](crate::EXPANSION_RATIO) times the archive's
+    /// size (and past [`EXPANSION_FLOOR`](crate::EXPANSION_FLOOR)): a
+    /// decompression bomb.
+    #[error(
+        "archive {archive}: refusing it as a decompression bomb: its {compressed} bytes decompress to more than {limit}"
+    )]
+    DecompressedTooLarge {
+        /// The archive.
+        archive: PathBuf,
+        /// The archive file's size (0 for a pipe).
+        compressed: u64,
+        /// How far it was allowed to decompress.
+        limit: u64,
+    },
+    /// Files that no named image references hold more than
+    /// [`MAX_UNREFERENCED_BYTES`](crate::MAX_UNREFERENCED_BYTES). They are
+    /// never written; the archive is refused before anything is.
+    #[error(
+        "archive {archive}: refusing it as a possible decompression bomb: {total} bytes in files no \
+         named image references (the limit is {limit}); the largest is {largest} ({largest_size} bytes)"
+    )]
+    UnreferencedEntries {
+        /// The archive.
+        archive: PathBuf,
+        /// The bytes of all unreferenced files.
+        total: u64,
+        /// The limit.
+        limit: u64,
+        /// The largest unreferenced file.
+        largest: String,
+        /// Its size.
+        largest_size: u64,
+    },
+    /// A file of an OCI archive is not the size its descriptor declares;
+    /// refused before it is written.
+    #[error(
+        "archive {archive}: entry {entry} is {actual} bytes but the descriptor of {digest} says {declared}"
+    )]
+    EntrySizeMismatch {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry.
+        entry: String,
+        /// The digest the descriptor names.
+        digest: Digest,
+        /// The size in the descriptor.
+        declared: u64,
+        /// The size in the entry's tar header.
+        actual: u64,
+    },
+    /// The second pass over the archive found another file where the first
+    /// found the one it planned to write.
+    #[error("archive {archive} changed while it was imported (at entry {entry})")]
+    ArchiveChanged {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry that differs.
+        entry: String,
+    },
     /// A JSON file of the archive did not parse.
     #[error("archive {archive}: cannot parse {entry}")]
     ParseEntry {

@@ -15,6 +15,7 @@ use kagami_core::store::{Event, Image};
 use tokio::sync::{Mutex, broadcast, oneshot};
 
 use crate::catalogue::{Catalogue, Stamp};
+use crate::collect::{self, Collected};
 use crate::error::blocking;
 use crate::index_file::{IndexFile, check_oci_layout, initialise};
 use crate::lock::with_write_lock;
@@ -117,6 +118,17 @@ impl Layout {
     /// or temporary file behind. A name that already exists moves to the
     /// new image. Safe to cancel: the import then finishes (or cleans up)
     /// on its own, and the watcher announces it.
+    ///
+    /// The archive is opened twice (a FIFO must be fed twice; standard
+    /// input will not do): the first pass writes nothing, the second only
+    /// the files the named images reference. An archive is refused before
+    /// anything is written when its unreferenced files hold more than
+    /// [`MAX_UNREFERENCED_BYTES`](crate::MAX_UNREFERENCED_BYTES), when a
+    /// referenced file is not the size its descriptor says, or when it
+    /// decompresses past [`EXPANSION_RATIO`](crate::EXPANSION_RATIO) times
+    /// its size (and [`EXPANSION_FLOOR`](crate::EXPANSION_FLOOR)). What
+    /// imports killed part-way left is collected first, as
+    /// [`Layout::collect_garbage`] does.
     pub async fn import(&self, archive: &Path) -> Result<Vec<Image>, Error> {
         let (paths, options, archive) = (
             self.inner.paths.clone(),
@@ -129,6 +141,24 @@ impl Layout {
         .await?;
         self.inner.refresh(true).await?;
         Ok(images)
+    }
+
+    /// Collects the layout's garbage: deletes the blob files that no entry
+    /// of `index.json` reaches and empties `.tmp`, which is what imports
+    /// killed part-way leave. Takes the writers' lock, so it never races an
+    /// import or a remove (it waits for them, up to
+    /// [`Options::lock_timeout`]). When a manifest cannot be read, the blobs
+    /// of that image are unknown: no blob is deleted, and a warning is
+    /// logged. Imports run the same collection first. Safe to cancel: the
+    /// collection then finishes on its own.
+    pub async fn collect_garbage(&self) -> Result<Collected, Error> {
+        let (paths, options) = (self.inner.paths.clone(), self.inner.options.clone());
+        blocking("collect garbage", move || {
+            with_write_lock(&paths, options.lock_timeout, || {
+                collect::collect(&paths, options.max_json_size)
+            })
+        })
+        .await
     }
 
     /// Removes a name, and deletes the blobs no remaining image uses.

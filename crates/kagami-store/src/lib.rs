@@ -5,13 +5,16 @@
 //! (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`) that containerd and
 //! skopeo understand too. It imports `docker save` and OCI archives (plain,
 //! gzip or zstd) all or nothing, removes images with their unshared blobs,
-//! keeps an in-memory catalogue so lookups never parse JSON, and notices
-//! changes other processes make to the same directory. With the `testing`
+//! keeps an in-memory catalogue so lookups never parse JSON, collects what
+//! interrupted imports leave behind, and notices changes other processes
+//! make to the same directory. What an archive may cost an import is
+//! bounded by the limits exported here. With the `testing`
 //! feature it also provides image fixtures (`testing`) and the
 //! conformance kit every `Store` backend must pass (`conformance`).
 //! Serving HTTP is left to the registry crate, containerd to its own.
 
 mod catalogue;
+mod collect;
 mod error;
 mod gc;
 mod hash;
@@ -32,5 +35,9 @@ pub mod conformance;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use collect::Collected;
 pub use error::Error;
+pub use import::limits::{
+    EXPANSION_FLOOR, EXPANSION_RATIO, MAX_JSON_BYTES, MAX_UNREFERENCED_BYTES,
+};
 pub use layout::{Layout, Options};

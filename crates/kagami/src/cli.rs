@@ -182,6 +182,11 @@ enum ImageCommand {
         #[arg(required = true)]
         references: Vec<String>,
     },
+    /// Remove what interrupted imports left: blobs no image references, and temporary files.
+    Gc {
+        #[command(flatten)]
+        data_dir: DataDir,
+    },
 }
 
 impl Cli {
@@ -221,6 +226,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             references,
         }) => image::remove(&data_dir.path, &references).await,
+        Command::Image(ImageCommand::Gc { data_dir }) => image::gc(&data_dir.path).await,
     }
 }
 

@@ -1,4 +1,5 @@
-//! `kagami image …`: import, list and remove images of the built-in store.
+//! `kagami image …`: import, list and remove images of the built-in store,
+//! and collect what interrupted imports left behind.
 
 use std::path::{Path, PathBuf};
 
@@ -76,4 +77,33 @@ pub async fn remove(data_dir: &Path, references: &[String]) -> anyhow::Result<()
         println!("removed {} {}", image.reference, image.digest);
     }
     Ok(())
+}
+
+/// Removes the blobs no image references and what interrupted imports
+/// left in the store's scratch directory, and says how much that was.
+pub async fn gc(data_dir: &Path) -> anyhow::Result<()> {
+    let layout = open(data_dir).await?;
+    let collected = layout
+        .collect_garbage()
+        .await
+        .context("cannot collect the store's garbage")?;
+    println!(
+        "removed {} and {}, freeing {} bytes",
+        count(
+            collected.blobs_removed,
+            "unreferenced blob",
+            "unreferenced blobs"
+        ),
+        count(
+            collected.temp_entries_removed,
+            "temporary entry",
+            "temporary entries"
+        ),
+        collected.bytes_freed
+    );
+    Ok(())
+}
+
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -386,12 +386,35 @@ impl Builder {
                 source: Box::new(source),
             })?;
         tracing::info!(path = %dir.display(), "store: built-in OCI image layout");
+        spawn_collection(layout.clone());
         Ok(Opened {
             store: Arc::new(layout.clone()),
             layout: Some(layout),
             containerd: None,
         })
     }
+}
+
+/// Collects what imports killed part-way left in the built-in store, in
+/// the background: it waits for the writers' lock, which an import in
+/// another process may hold for minutes, and serving must not wait for
+/// that. One task per start; it ends with the collection.
+fn spawn_collection(layout: Layout) {
+    tokio::spawn(async move {
+        match layout.collect_garbage().await {
+            Ok(collected) if collected.removed_anything() => tracing::info!(
+                blobs = collected.blobs_removed,
+                temp_entries = collected.temp_entries_removed,
+                bytes = collected.bytes_freed,
+                "removed what interrupted imports left in the store"
+            ),
+            Ok(_) => tracing::debug!("nothing for the store's garbage collection"),
+            Err(error) => tracing::warn!(
+                error = %error,
+                "cannot collect what interrupted imports left in the store"
+            ),
+        }
+    });
 }
 
 /// The store a node serves, and the concrete backend behind it.

@@ -14,11 +14,12 @@ use crate::index_file::Descriptor;
 use crate::names::{annotations_for, parse_tagged};
 use crate::oci_json::{self, Blob};
 
-const MANIFEST_JSON: &str = "manifest.json";
+/// The file listing a docker archive's images.
+pub(crate) const MANIFEST_JSON: &str = "manifest.json";
 
 /// One entry of `manifest.json`.
 #[derive(Deserialize)]
-struct Entry {
+pub(crate) struct Entry {
     #[serde(rename = "Config")]
     config: String,
     #[serde(rename = "RepoTags", default)]
@@ -27,26 +28,45 @@ struct Entry {
     layers: Vec<String>,
 }
 
-/// The named images of a docker archive, each given a manifest staged
-/// next to its blobs.
-pub(crate) fn named_images(
-    archive: &Path,
-    staged: &mut Staged,
-    manifest_json: &[u8],
-) -> Result<Vec<Named>, Error> {
+impl Entry {
+    /// The archive paths of its config and layers, as `manifest.json`
+    /// writes them (links not followed).
+    pub(crate) fn files(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.config.as_str()).chain(self.layers.iter().map(String::as_str))
+    }
+}
+
+/// The entries of `manifest.json` that carry a tag; untagged images are
+/// not imported.
+pub(crate) fn tagged_entries(archive: &Path, manifest_json: &[u8]) -> Result<Vec<Entry>, Error> {
     let entries: Vec<Entry> =
         serde_json::from_slice(manifest_json).map_err(|source| Error::ParseEntry {
             archive: archive.to_owned(),
             entry: MANIFEST_JSON.into(),
             source,
         })?;
+    Ok(entries
+        .into_iter()
+        .filter(|entry| {
+            let tagged = entry.repo_tags.as_ref().is_some_and(|t| !t.is_empty());
+            if !tagged {
+                tracing::debug!(config = %entry.config, "skipping untagged docker image");
+            }
+            tagged
+        })
+        .collect())
+}
+
+/// The named images of a docker archive's tagged entries, each given a
+/// manifest staged next to its blobs.
+pub(crate) fn named_images(
+    archive: &Path,
+    staged: &mut Staged,
+    entries: Vec<Entry>,
+) -> Result<Vec<Named>, Error> {
     let mut named = Vec::new();
     for entry in entries {
         let tags = entry.repo_tags.unwrap_or_default();
-        if tags.is_empty() {
-            tracing::debug!(config = %entry.config, "skipping untagged docker image");
-            continue;
-        }
         let config = blob_at(archive, staged, &entry.config, |_| oci_json::CONFIG_TYPE)?;
         check_config_name(archive, &entry.config, &config.digest)?;
         let layers = entry

@@ -1,16 +1,23 @@
 //! Importing `docker save` and OCI archives (plain, gzip or zstd) into the
-//! layout, all or nothing: one streaming pass stages and hashes every file,
-//! the images are checked whole, and only then do blobs and names appear.
+//! layout, all or nothing, in two passes over the archive file. The first
+//! writes nothing: it reads what describes the images and notes every
+//! file, so that the files the named images reference, at the sizes they
+//! declare, are all the second pass writes (see [`limits`] for what an
+//! archive may cost). The second stages and hashes those files; the images
+//! are then checked whole, and only then do blobs and names appear.
 
 mod commit;
 mod docker;
+mod entries;
+pub(crate) mod limits;
 mod oci;
+mod plan;
 mod sniff;
 mod stage;
+mod survey;
 mod verify;
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::path::Path;
 
 use kagami_core::store::Image;
@@ -20,7 +27,7 @@ use crate::index_file::Descriptor;
 use crate::lock::with_write_lock;
 use crate::paths::Paths;
 use crate::walk::{LayoutSource, Walker};
-use crate::{Error, Options};
+use crate::{Error, Options, collect};
 
 #[cfg(feature = "testing")]
 pub(crate) use docker::layer_type;
@@ -39,23 +46,31 @@ pub(crate) fn import(
     archive: &Path,
 ) -> Result<Vec<Image>, Error> {
     with_write_lock(paths, options.lock_timeout, || {
-        sweep_tmp(paths);
         let limit = options.max_json_size;
-        let tar = sniff::open(archive)?;
-        let mut staged = stage::Staged::create(paths, archive)?;
-        staged.ingest(tar, limit)?;
+        // What an import killed before it committed left behind goes
+        // first, so that a crash costs space only until the next import.
+        collect::collect_logged(paths, limit, "before an import");
 
-        let named = if let Some(index) = staged.metadata("index.json") {
-            oci::named_images(archive, index)?
-        } else if let Some(manifest) = staged.metadata("manifest.json") {
-            let manifest = manifest.to_vec();
-            docker::named_images(archive, &mut staged, &manifest)?
-        } else {
-            return Err(Error::NoImageIndex {
-                archive: archive.to_owned(),
-            });
+        let survey = survey::Survey::read(archive, limit)?;
+        let plan = plan::plan(&survey, paths, limit)?;
+        // Only once the first pass has closed the archive: whoever feeds
+        // it through a FIFO may then open it again for the second.
+        tracing::info!(
+            archive = %archive.display(),
+            files = plan.wanted.len(),
+            bytes = plan.bytes(),
+            "archive surveyed; staging the files its images reference"
+        );
+        let (tar, reading) = sniff::open(archive)?;
+        let mut staged = stage::Staged::create(paths, reading)?;
+        staged.ingest(tar, &plan)?;
+
+        let named = match plan.images {
+            plan::Images::Oci(named) => named,
+            plan::Images::Docker(entries) => {
+                last_of_each_name(docker::named_images(archive, &mut staged, entries)?)
+            }
         };
-        let named = last_of_each_name(named);
         if named.is_empty() {
             return Err(Error::NoNamedImage {
                 archive: archive.to_owned(),
@@ -104,35 +119,11 @@ fn image(named: &Named, media_type: MediaType) -> Image {
 
 /// One archive naming an image twice: the later entry wins, as it would
 /// had the two been imported one after the other.
-fn last_of_each_name(named: Vec<Named>) -> Vec<Named> {
+pub(crate) fn last_of_each_name(named: Vec<Named>) -> Vec<Named> {
     let mut out: Vec<Named> = Vec::with_capacity(named.len());
     for n in named {
         out.retain(|o| o.reference != n.reference);
         out.push(n);
     }
     out
-}
-
-/// Removes what crashed imports left in `.tmp`. Only called under the
-/// writers' lock, so no live import owns anything there.
-fn sweep_tmp(paths: &Paths) {
-    let Ok(entries) = fs::read_dir(paths.tmp()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let removed = if path.is_dir() {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        match removed {
-            Ok(()) => {
-                tracing::info!(path = %path.display(), "removed leftovers of an interrupted import")
-            }
-            Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "cannot remove leftovers of an interrupted import")
-            }
-        }
-    }
 }

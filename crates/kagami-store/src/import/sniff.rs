@@ -1,13 +1,15 @@
-//! Recognising an archive by its first bytes (never its name): gzip, zstd
-//! or a plain tar, with a tar inside.
+//! Opening an archive: recognising it by its first bytes (never its
+//! name) as gzip, zstd or a plain tar, with a tar inside, and bounding how
+//! far that tar stream may decompress.
 
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
 use crate::Error;
+use crate::import::limits::{Bounded, Tripwire, expansion_limit};
 
 /// What a stream's first bytes say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,14 +35,66 @@ impl Magic {
 /// How many bytes a tar header block has; its magic sits at 257.
 const BLOCK: usize = 512;
 
-/// Opens an archive and returns the tar stream inside it. A file that is
-/// neither a tar nor a compressed tar is refused here, before any work.
-pub(crate) fn open(archive: &Path) -> Result<Box<dyn Read>, Error> {
+/// Names the archive in the errors of reading it, and tells a read that
+/// failed because the stream passed its bound from any other failure.
+#[derive(Debug, Clone)]
+pub(crate) struct Reading {
+    archive: PathBuf,
+    compressed: u64,
+    limit: u64,
+    tripwire: Tripwire,
+}
+
+impl Reading {
+    pub(crate) fn archive(&self) -> &Path {
+        &self.archive
+    }
+
+    /// The error for a failed read of the tar stream.
+    pub(crate) fn error(&self, source: io::Error) -> Error {
+        if self.tripwire.tripped() {
+            return Error::DecompressedTooLarge {
+                archive: self.archive.clone(),
+                compressed: self.compressed,
+                limit: self.limit,
+            };
+        }
+        Error::ReadArchive {
+            archive: self.archive.clone(),
+            source,
+        }
+    }
+
+    pub(crate) fn unsafe_entry(&self, entry: &str, reason: &'static str) -> Error {
+        Error::UnsafeEntry {
+            archive: self.archive.clone(),
+            entry: entry.to_owned(),
+            reason,
+        }
+    }
+
+    pub(crate) fn truncated(&self, entry: &str, expected: u64, actual: u64) -> Error {
+        Error::TruncatedEntry {
+            archive: self.archive.clone(),
+            entry: entry.to_owned(),
+            expected,
+            actual,
+        }
+    }
+}
+
+/// Opens an archive and returns the tar stream inside it, which fails once
+/// it has decompressed past [`expansion_limit`] of the file's size. A file
+/// that is neither a tar nor a compressed tar is refused here, before any
+/// work.
+pub(crate) fn open(archive: &Path) -> Result<(Box<dyn Read>, Reading), Error> {
     let read_err = |source| Error::ReadArchive {
         archive: archive.to_owned(),
         source,
     };
     let file = File::open(archive).map_err(read_err)?;
+    // A pipe has no size: it gets the floor of the bound.
+    let compressed = file.metadata().map(|m| m.len()).unwrap_or(0);
     let (head, reader) = peek(BufReader::with_capacity(256 * 1024, file)).map_err(read_err)?;
     if head.is_empty() {
         return Err(Error::NotAnArchive {
@@ -54,7 +108,14 @@ pub(crate) fn open(archive: &Path) -> Result<Box<dyn Read>, Error> {
         Magic::Zstd => Box::new(zstd::Decoder::new(reader).map_err(read_err)?),
         Magic::Plain => Box::new(reader),
     };
-    let (head, tar) = peek(decoded).map_err(read_err)?;
+    let reading = Reading {
+        archive: archive.to_owned(),
+        compressed,
+        limit: expansion_limit(compressed),
+        tripwire: Tripwire::default(),
+    };
+    let decoded = Bounded::new(decoded, reading.limit, reading.tripwire.clone());
+    let (head, tar) = peek(decoded).map_err(|e| reading.error(e))?;
     if !is_tar(&head) {
         return Err(Error::NotAnArchive {
             archive: archive.to_owned(),
@@ -65,7 +126,7 @@ pub(crate) fn open(archive: &Path) -> Result<Box<dyn Read>, Error> {
             },
         });
     }
-    Ok(Box::new(tar))
+    Ok((Box::new(tar), reading))
 }
 
 /// Whether a block starts a POSIX or GNU tar (what docker, skopeo and
@@ -111,7 +172,7 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(bytes).unwrap();
         let mut out = Vec::new();
-        open(file.path())?.read_to_end(&mut out).unwrap();
+        open(file.path())?.0.read_to_end(&mut out).unwrap();
         Ok(out)
     }
 

@@ -56,14 +56,15 @@ async fn a_descriptor_with_the_wrong_size_is_refused() {
         index.data = serde_json::to_vec(&json).unwrap();
     });
     let err = layout.import(&edited).await.unwrap_err();
+    // Found from the tar header, before the manifest is written.
     match err {
-        Error::SizeMismatch {
+        Error::EntrySizeMismatch {
             digest, declared, ..
         } => {
             assert_eq!(digest, built.digest);
             assert_eq!(declared, 1);
         }
-        other => panic!("want SizeMismatch, got {other:?}"),
+        other => panic!("want EntrySizeMismatch, got {other:?}"),
     }
     assert_untouched(&layout, &Default::default(), 0).await;
 }

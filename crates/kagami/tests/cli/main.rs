@@ -1,5 +1,6 @@
 //! End-to-end tests of the `kagami` binary and of nodes pulling through
-//! each other: the image commands, the node serving real clients
+//! each other: the image commands (imports killed part-way too), the node
+//! serving real clients
 //! (skopeo), logs and shutdown; the P2P mirror between real libp2p nodes,
 //! in-process (`cluster`) and as killable child processes (`harness`).
 
@@ -16,6 +17,7 @@ mod harness;
 mod hosts;
 mod images;
 mod join_guard;
+mod killed_import;
 mod metrics;
 mod mirror;
 mod psk;
