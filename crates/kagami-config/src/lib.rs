@@ -28,7 +28,7 @@ pub mod registries;
 
 pub use config_file::ConfigFile;
 pub use error::Error;
-pub use registries::Registries;
+pub use registries::{NamedFile, Registries};
 
 /// A key that K3s understands and kagami has no use for, left out of the
 /// result so that an unmodified K3s file can be read; the caller may log it

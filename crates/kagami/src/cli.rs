@@ -345,6 +345,7 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
     };
     let listed = match &registries {
         Some(registries) => {
+            registries.check_files()?;
             tracing::info!(mirrors = registries.mirrors.len(), "registries.yaml read");
             registries
                 .mirrored()

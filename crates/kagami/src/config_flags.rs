@@ -18,6 +18,40 @@ use kagami_config::config_file::{self, ConfigFile, KnownKey, Value};
 
 use crate::cli::Cli;
 
+/// Checks the file's values for one flag with the flag's own parser (each
+/// value alone, on the command `name`), so a wrong one is reported with the
+/// file, line and key it came from.
+fn check_values(
+    file: &ConfigFile,
+    entry: &config_file::Entry,
+    name: &str,
+    long: &str,
+) -> anyhow::Result<()> {
+    let values: Vec<&str> = match &entry.value {
+        Value::Bool(_) => return Ok(()),
+        Value::Scalar(value) => vec![value.as_str()],
+        Value::List(values) => values.iter().map(String::as_str).collect(),
+    };
+    for value in values {
+        let alone = ["kagami", name, &format!("--{long}"), value];
+        if let Err(error) = Cli::command().try_get_matches_from(alone) {
+            let rendered = error.to_string();
+            let reason = rendered
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            anyhow::bail!(
+                "{}:{}: key {:?}: {reason}",
+                file.path.display(),
+                entry.line,
+                entry.key
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Where `--config` is looked for when not given.
 pub const DEFAULT_CONFIG: &str = "/etc/kagami/config.yaml";
 
@@ -85,6 +119,8 @@ pub fn parse(args: Vec<OsString>) -> anyhow::Result<(Cli, Option<ConfigFile>)> {
         let Some((long, id)) = ids.iter().find(|(long, _)| *long == entry.key) else {
             continue;
         };
+        // A wrong value is a mistake in the file even where a flag wins.
+        check_values(&file, entry, name, long)?;
         let given = matches!(
             sub.value_source(id),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)

@@ -57,6 +57,36 @@ pub struct P2pArgs {
 }
 
 impl P2pArgs {
+    /// The mirror's budgets, range-checked: a zero wait would fail every
+    /// lookup, and the first byte is raced within the manifest's budget.
+    fn check_budgets(&self) -> anyhow::Result<()> {
+        const FLOOR: Duration = Duration::from_millis(10);
+        for (flag, value) in [
+            ("resolve-timeout", self.resolve_timeout),
+            ("first-byte-timeout", self.first_byte_timeout),
+            ("manifest-timeout", self.manifest_timeout),
+        ] {
+            if value < FLOOR {
+                anyhow::bail!(
+                    "--{flag} {} is too short: at least {}",
+                    humantime::format_duration(value),
+                    humantime::format_duration(FLOOR)
+                );
+            }
+        }
+        if self.first_byte_timeout >= self.manifest_timeout {
+            anyhow::bail!(
+                "--first-byte-timeout {} must be shorter than --manifest-timeout {}",
+                humantime::format_duration(self.first_byte_timeout),
+                humantime::format_duration(self.manifest_timeout)
+            );
+        }
+        if self.max_providers == 0 {
+            anyhow::bail!("--max-providers 0 would never ask a peer: at least 1");
+        }
+        Ok(())
+    }
+
     /// Whether `--embedded-registry` is on.
     pub fn embedded_registry(&self) -> bool {
         self.embedded_registry
@@ -64,6 +94,7 @@ impl P2pArgs {
 
     /// The node's P2P options.
     pub fn options(&self, bind: IpAddr) -> anyhow::Result<Options> {
+        self.check_budgets()?;
         let port = match self.p2p_port {
             Some(port) => port,
             None => k3s_env("K3S_P2P_PORT")?.unwrap_or(DEFAULT_P2P_PORT),

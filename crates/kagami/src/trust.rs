@@ -48,6 +48,12 @@ pub enum TrustError {
         /// Why.
         reason: String,
     },
+    /// Certificate durations that do not fit together.
+    #[error("{reason}")]
+    Policy {
+        /// Which durations, and why.
+        reason: String,
+    },
     /// Renewing the node certificate failed.
     #[error("cannot renew the node certificate: {reason}")]
     Renew {
@@ -65,6 +71,65 @@ pub struct CertPolicy {
     pub renew_before: Duration,
     /// How often the remaining validity is checked.
     pub check_every: Duration,
+}
+
+/// A duration as an operator would write it: `400d`, `36h`, `90s`, `250ms`.
+fn show(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    if secs == 0 && duration.is_zero() {
+        return "0s".to_owned();
+    }
+    if duration.subsec_nanos() != 0 {
+        return format!("{}ms", duration.as_millis());
+    }
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if secs % size == 0 {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
+impl CertPolicy {
+    /// The shortest `renew_before` and `check_every`.
+    pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+    /// Checks the durations against each other: the validity above
+    /// [`kagami_cluster::MIN_VALIDITY`] and above `renew_before` (or every
+    /// check would renew), `renew_before` and `check_every` at least
+    /// [`CertPolicy::MIN_INTERVAL`], and checks no further apart than
+    /// `renew_before` (or a check could miss the whole window).
+    pub fn check(&self) -> Result<(), TrustError> {
+        let fail = |reason: String| Err(TrustError::Policy { reason });
+        if self.validity < kagami_cluster::MIN_VALIDITY {
+            return fail(format!(
+                "--node-cert-validity {} is shorter than {}",
+                show(self.validity),
+                show(kagami_cluster::MIN_VALIDITY)
+            ));
+        }
+        if self.renew_before < Self::MIN_INTERVAL || self.check_every < Self::MIN_INTERVAL {
+            return fail(format!(
+                "--renew-before and --renew-check-interval must be at least {}",
+                show(Self::MIN_INTERVAL)
+            ));
+        }
+        if self.renew_before >= self.validity {
+            return fail(format!(
+                "--renew-before {} is not shorter than --node-cert-validity {}: every check would renew",
+                show(self.renew_before),
+                show(self.validity)
+            ));
+        }
+        if self.check_every > self.renew_before {
+            return fail(format!(
+                "--renew-check-interval {} is longer than --renew-before {}: a check could miss the renewal window",
+                show(self.check_every),
+                show(self.renew_before)
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for CertPolicy {
@@ -121,6 +186,7 @@ impl NodeTrust {
         settings: Settings,
         policy: CertPolicy,
     ) -> Result<NodeTrust, TrustError> {
+        policy.check()?;
         let material = Material::new(data_dir);
         let ca = match material.ca()? {
             Some(ca) => ca,
@@ -183,6 +249,7 @@ impl NodeTrust {
         policy: CertPolicy,
         as_server: bool,
     ) -> Result<NodeTrust, TrustError> {
+        policy.check()?;
         let server = server.trim_end_matches('/').to_owned();
         if let Some(trust) =
             NodeTrust::joined(data_dir, names.clone(), policy, Some(server.clone()))?
@@ -471,4 +538,31 @@ pub fn node_names(
         }
     }
     NodeNames { dns, ips, peer_id }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(validity: u64, renew_before: u64, check_every: u64) -> CertPolicy {
+        CertPolicy {
+            validity: Duration::from_secs(validity),
+            renew_before: Duration::from_secs(renew_before),
+            check_every: Duration::from_secs(check_every),
+        }
+    }
+
+    /// Regression: `--node-cert-validity 0s` issued an expired certificate
+    /// and `--renew-before 400d` renewed at every check.
+    #[test]
+    fn certificate_durations_are_checked_against_each_other() {
+        CertPolicy::default().check().unwrap();
+        policy(40, 35, 1).check().unwrap();
+        let refused = |p: CertPolicy| p.check().unwrap_err().to_string();
+        assert!(refused(policy(0, 1, 1)).contains("--node-cert-validity"));
+        let day = 24 * 3600;
+        assert!(refused(policy(365 * day, 400 * day, 3600)).contains("every check would renew"));
+        assert!(refused(policy(3600, 0, 1)).contains("at least"));
+        assert!(refused(policy(3600, 60, 120)).contains("miss the renewal window"));
+    }
 }

@@ -52,6 +52,22 @@ pub struct Registries {
     pub configs: BTreeMap<String, RegistryConfig>,
     /// Keys K3s accepts and ignores, which kagami ignores too.
     pub ignored: Vec<Ignored>,
+    /// Every file the `tls:` settings name, where they name it.
+    pub files: Vec<NamedFile>,
+}
+
+/// A file named in `registries.yaml` (a CA bundle, a client certificate or
+/// key), with the file, line and key that name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedFile {
+    /// The file named.
+    pub path: PathBuf,
+    /// The `registries.yaml` that names it.
+    pub source: PathBuf,
+    /// The line that names it.
+    pub line: usize,
+    /// The dotted key that names it (`configs.docker.io.tls.ca_file`).
+    pub key: String,
 }
 
 /// One `mirrors:` entry.
@@ -132,6 +148,22 @@ impl Registries {
         find(registry).or_else(|| find(WILDCARD))
     }
 
+    /// Checks that every file the `tls:` settings name can be read, so a
+    /// typo shows at start, not at the first pull that needs it.
+    pub fn check_files(&self) -> Result<(), Error> {
+        for file in &self.files {
+            if let Err(source) = std::fs::File::open(&file.path) {
+                return Err(Error::Parse {
+                    path: file.source.clone(),
+                    line: Some(file.line),
+                    key: Some(file.key.clone()),
+                    message: format!("cannot read {}: {source}", file.path.display()),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The `configs:` entry for `host` (`host` or `host:port`), or else
     /// `"*"`'s, as K3s picks it.
     pub fn config_for(&self, host: &str) -> Option<&RegistryConfig> {
@@ -163,6 +195,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Registries, Error> {
     Checker {
         doc,
         ignored: Vec::new(),
+        files: Vec::new(),
     }
     .registries(&yaml)
 }
@@ -175,6 +208,7 @@ type Field<'y> = (String, &'y Yaml, Vec<Seg>);
 struct Checker<'a> {
     doc: Doc<'a>,
     ignored: Vec<Ignored>,
+    files: Vec<NamedFile>,
 }
 
 impl Checker<'_> {
@@ -192,6 +226,7 @@ impl Checker<'_> {
             }
         }
         registries.ignored = self.ignored;
+        registries.files = self.files;
         Ok(registries)
     }
 
@@ -354,6 +389,20 @@ impl Checker<'_> {
                 .text(&at, value, "a file path")?
                 .filter(|path| !path.is_empty())
                 .map(PathBuf::from);
+            if let Some(path) = slot.clone() {
+                self.files.push(NamedFile {
+                    path,
+                    source: self.doc.path.to_owned(),
+                    line: self.doc.line(&at),
+                    key: render(&at),
+                });
+            }
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(self.doc.error(
+                at,
+                "a client certificate needs its key: give both `cert_file` and `key_file`, or neither",
+            ));
         }
         Ok(Some(tls))
     }

@@ -482,3 +482,40 @@ fn a_missing_file_is_an_error_for_load_and_none_for_load_optional() {
     );
     assert_eq!(load_optional(&path).ok(), Some(None));
 }
+
+/// Regression: a `tls.ca_file` that does not exist was accepted, to fail
+/// only at the first pull that needed it.
+#[test]
+fn files_the_tls_settings_name_are_checked_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not checked here, only that it can be read").unwrap();
+    let text = format!(
+        "configs:\n  good.example:\n    tls:\n      ca_file: {}\n  bad.example:\n    tls:\n      ca_file: {}\n",
+        ca.display(),
+        dir.path().join("missing.pem").display()
+    );
+    let registries = parse_ok(&text);
+    assert_eq!(registries.files.len(), 2);
+    let error = registries.check_files().unwrap_err();
+    assert_eq!(error.line(), Some(7), "{error}");
+    assert_eq!(
+        error.key(),
+        Some("configs.bad.example.tls.ca_file"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("missing.pem"), "{error}");
+
+    let fine = format!(
+        "configs:\n  good.example:\n    tls:\n      ca_file: {}\n",
+        ca.display()
+    );
+    parse_ok(&fine).check_files().unwrap();
+}
+
+#[test]
+fn a_client_certificate_without_its_key_is_refused() {
+    let error = parse_err("configs:\n  r.example:\n    tls:\n      cert_file: /c.pem\n");
+    assert!(error.to_string().contains("key_file"), "{error}");
+    assert_eq!(error.line(), Some(3), "{error}");
+}

@@ -222,3 +222,81 @@ fn registries_yaml_endpoints_follow_kagami_in_containerds_hosts_toml() {
     assert_eq!(caps, ["push"], "{hub}");
     assert!(certs.join("registry.k8s.io/hosts.toml").exists());
 }
+
+/// Regression: a wrong-typed value lost its line; a missing `tls.ca_file`
+/// was accepted; `--node-cert-validity 0s` gave an expired certificate and
+/// `--renew-before 400d` renewed at every check.
+#[test]
+fn config_gaps_are_refused_with_the_file_line_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(&config, "data-dir: /nowhere\nhttps-listen-port: abc\n").unwrap();
+    let error = fails(
+        &tmp.path().join("a"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert!(
+        error.contains("config.yaml:2: key \"https-listen-port\": invalid value 'abc'"),
+        "{error}"
+    );
+
+    std::fs::write(&config, "- embedded-registry\n- mirror\n").unwrap();
+    let error = fails(
+        &tmp.path().join("b"),
+        &["--config", config.to_str().unwrap()],
+    );
+    assert!(error.contains("config.yaml:1:"), "{error}");
+
+    let registries = tmp.path().join("registries.yaml");
+    std::fs::write(
+        &registries,
+        "mirrors:\n  docker.io:\nconfigs:\n  docker.io:\n    tls:\n      ca_file: /nonexistent/ca.pem\n",
+    )
+    .unwrap();
+    let error = fails(
+        &tmp.path().join("c"),
+        &["--private-registry", registries.to_str().unwrap()],
+    );
+    assert!(
+        error.contains("registries.yaml:6: key \"configs.docker.io.tls.ca_file\""),
+        "{error}"
+    );
+    assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+
+    for (flags, expected) in [
+        (
+            &["--node-cert-validity", "0s"][..],
+            "--node-cert-validity 0s",
+        ),
+        (&["--renew-before", "400d"][..], "every check would renew"),
+        (
+            &["--max-connections", "3"][..],
+            "--max-connections 3 is too few",
+        ),
+        (
+            &["--resolve-timeout", "0s"][..],
+            "--resolve-timeout 0s is too short",
+        ),
+    ] {
+        let data = tmp
+            .path()
+            .join(format!("d{}", flags[0].len() + flags[1].len()));
+        let output = kagami()
+            .args(["server", "--store", "layout", "--https-listen-port", "0"])
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--embedded-registry",
+                "--mirror",
+                "*",
+            ])
+            .args(["--p2p-port", "0", "--data-dir"])
+            .arg(&data)
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{flags:?} accepted");
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(error.contains(expected), "{flags:?}: {error}");
+    }
+}
