@@ -83,7 +83,7 @@ fn show(duration: Duration) -> String {
         return format!("{}ms", duration.as_millis());
     }
     for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs % size == 0 {
+        if secs.is_multiple_of(size) {
             return format!("{}{unit}", secs / size);
         }
     }
