@@ -30,6 +30,22 @@ impl RegistrySet {
         }
     }
 
+    /// The set without any registry on one of `hosts` (written as in
+    /// image names, without brackets), whatever its port.
+    pub fn without_hosts(self, hosts: &BTreeSet<String>) -> RegistrySet {
+        match self {
+            RegistrySet::All => RegistrySet::AllExcept(hosts.clone()),
+            RegistrySet::AllExcept(mut excluded) => {
+                excluded.extend(hosts.iter().cloned());
+                RegistrySet::AllExcept(excluded)
+            }
+            RegistrySet::Only(mut registries) => {
+                registries.retain(|registry| !hosts.contains(host(registry)));
+                RegistrySet::Only(registries)
+            }
+        }
+    }
+
     /// Whether no registry at all is in the set.
     pub fn is_empty(&self) -> bool {
         matches!(self, RegistrySet::Only(registries) if registries.is_empty())
@@ -62,5 +78,22 @@ mod tests {
         assert!(only.contains(&hub) && !only.contains(&local));
         assert!(RegistrySet::Only(BTreeSet::new()).is_empty());
         assert!(!RegistrySet::All.is_empty());
+    }
+
+    #[test]
+    fn hosts_are_taken_out_of_every_kind_of_set() {
+        let local: BTreeSet<String> = ["localhost".to_owned(), "10.0.0.5".to_owned()].into();
+        let hub: Registry = "docker.io".parse().unwrap();
+        let mine: Registry = "10.0.0.5:5000".parse().unwrap();
+        for set in [
+            RegistrySet::All,
+            RegistrySet::AllExcept(["::1".to_owned()].into()),
+            RegistrySet::Only([hub.clone(), mine.clone()].into()),
+        ] {
+            let without = set.without_hosts(&local);
+            assert!(without.contains(&hub), "{without:?}");
+            assert!(!without.contains(&mine), "{without:?}");
+            assert!(!without.contains(&"localhost:5000".parse().unwrap()));
+        }
     }
 }

@@ -20,6 +20,7 @@ mod config;
 mod error;
 mod handle;
 mod holdings;
+mod isolation;
 mod lookups;
 mod memory;
 mod node;

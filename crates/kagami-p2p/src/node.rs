@@ -24,6 +24,7 @@ use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, registry_port};
 use crate::bootstrap::{Backoff, resolve};
 use crate::cid::record_key;
 use crate::handle::{Command, Shared};
+use crate::isolation::Isolation;
 use crate::lookups::{Lookups, Settings};
 use crate::peers::{PeerBook, worth_dialing};
 use crate::publish::Publisher;
@@ -57,6 +58,8 @@ pub(crate) struct Node {
     /// When the routing table is next refreshed (a Kademlia bootstrap
     /// while connected), and the wait after that.
     refresh: (Instant, Duration),
+    /// The bootstrap dials in flight, to say why a node stays alone.
+    isolation: Isolation,
 }
 
 impl Node {
@@ -92,6 +95,7 @@ impl Node {
             resolving: FuturesUnordered::new(),
             ready: false,
             refresh: (Instant::now() + REFRESH_MIN, REFRESH_MIN),
+            isolation: Isolation::new(Instant::now()),
         }
     }
 
@@ -182,6 +186,7 @@ impl Node {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 self.peers.connected(peer_id, endpoint.get_remote_address());
                 self.connected.insert(peer_id);
+                self.isolation.connected(Instant::now());
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -190,8 +195,16 @@ impl Node {
             } => {
                 self.connected.remove(&peer_id);
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                error,
+                connection_id,
+            } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
+                if let Some(warning) = self.isolation.failed(connection_id, &error, Instant::now())
+                {
+                    tracing::warn!("{warning}");
+                }
                 if let Some(peer) = peer_id
                     && self.lookups.awaits(&peer)
                 {
@@ -425,8 +438,11 @@ impl Node {
 
     fn dial_bootstrap(&mut self, addrs: Vec<Multiaddr>) {
         for addr in addrs {
-            if let Err(e) = self.swarm.dial(addr.clone()) {
-                tracing::debug!(%addr, error = %e, "cannot dial bootstrap peer");
+            let dial = DialOpts::unknown_peer_id().address(addr.clone()).build();
+            let id = dial.connection_id();
+            match self.swarm.dial(dial) {
+                Ok(()) => self.isolation.dialing(id, addr),
+                Err(e) => tracing::debug!(%addr, error = %e, "cannot dial bootstrap peer"),
             }
         }
     }

@@ -355,7 +355,7 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         }
         None => Vec::new(),
     };
-    let shared = crate::shared::SharedRegistries::new(
+    let shared = kagami::SharedRegistries::new(
         &args.mirrors,
         &listed,
         args.bind_address,

@@ -15,6 +15,7 @@ pub mod join;
 mod metrics;
 mod node;
 pub mod p2p;
+mod sharing;
 mod status;
 mod tls_accept;
 pub mod trust;
@@ -22,6 +23,7 @@ pub mod trust;
 pub use admission::{JOIN_BURST, JOIN_RATE_PER_SECOND};
 pub use hosts::{DEFAULT_CONFIG_PATH as DEFAULT_CONTAINERD_CONFIG_PATH, HostsConfig, Mirrored};
 pub use node::{Builder, Error, Node, Security, StoreChoice};
+pub use sharing::{SharedRegistries, local_hosts};
 pub use trust::{CertPolicy, NodeTrust, TrustError, host_name, node_names};
 
 /// Default port of the registry API, the one K3s's embedded mirror uses.

@@ -7,7 +7,6 @@ mod demo;
 mod image;
 mod logging;
 mod p2p_flags;
-mod shared;
 mod trust_flags;
 
 /// The soft limit on open files is often 1024, as many as the registry

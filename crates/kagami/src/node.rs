@@ -212,6 +212,19 @@ impl Builder {
                 None
             }
         };
+        // What is shared is the library's policy: never a registry on this
+        // node's own names, whatever the embedder asked for.
+        let node_ips = trust
+            .as_ref()
+            .map(|trust| trust.cert().names().ips.clone())
+            .unwrap_or_default();
+        let local = crate::local_hosts(self.listen.ip(), &node_ips);
+        let mut registry_config = self.registry.clone();
+        registry_config.served = registry_config.served.without_hosts(&local);
+        let p2p_options = self.p2p.clone().map(|mut options| {
+            options.mirror.mirrored = options.mirror.mirrored.without_hosts(&local);
+            options
+        });
         let opened = self.open_store().await?;
         let store = opened.store.clone();
         let bind_error = |source| Error::Bind {
@@ -233,7 +246,7 @@ impl Builder {
             (None, _) => {}
         }
 
-        let p2p = match &self.p2p {
+        let p2p = match &p2p_options {
             Some(options) => Some(
                 P2p::start(&self.data_dir, options, addr, store.clone(), trust.as_ref()).await?,
             ),
@@ -242,15 +255,19 @@ impl Builder {
                 None
             }
         };
+        if let Some(p2p) = &p2p {
+            let router = p2p.router().clone();
+            readiness.set_detail(move || format!("p2p peers: {}", router.routing_peers()));
+        }
         let app = match &p2p {
             Some(p2p) => kagami_registry::app_with_mirror(
                 store,
-                self.registry.clone(),
+                registry_config.clone(),
                 readiness.clone(),
                 p2p.mirror().clone(),
             )
             .merge(status::routes(p2p.clone())),
-            None => kagami_registry::app(store, self.registry.clone(), readiness.clone()),
+            None => kagami_registry::app(store, registry_config.clone(), readiness.clone()),
         }
         .merge(crate::metrics::routes(p2p.clone(), connections.clone()));
         let app = match &trust {
@@ -312,7 +329,7 @@ impl Builder {
         readiness.set_ready(true);
         tracing::info!(
             %addr,
-            default_registry = %self.registry.default_registry,
+            default_registry = %registry_config.default_registry,
             scheme = if trust.is_some() { "https (client certificates required)" } else { "http (insecure)" },
             "node serving"
         );

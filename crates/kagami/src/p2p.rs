@@ -150,7 +150,7 @@ impl P2p {
             listen = ?router.listen_addrs(),
             bootstrap = options.bootstrap.len(),
             psk = %psk.fingerprint(),
-            "joined the P2P network"
+            "P2P node started; joining the network"
         );
         Ok(P2p {
             router,

@@ -54,7 +54,7 @@ fn the_file_sets_flags_and_the_command_line_wins() {
     assert!(log.contains("config file read"), "{log}");
     assert_ne!(node.addr.port(), 1);
     // `embedded-registry` and `mirror` came from the file.
-    assert!(log.contains("joined the P2P network"), "{log}");
+    assert!(log.contains("P2P node started"), "{log}");
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod hosts;
 mod images;
 mod join_guard;
 mod killed_import;
+mod library;
 mod metrics;
 mod mirror;
 mod psk;

@@ -81,3 +81,60 @@ async fn a_node_with_another_psk_finds_nothing_and_is_never_served() {
     outsider.shutdown().await.unwrap();
     cluster.shutdown().await;
 }
+
+/// Regression: a node with a wrong PSK logged that it joined the P2P
+/// network, logged its failing dials only at debug, and stayed alone.
+#[tokio::test]
+async fn a_node_with_a_wrong_psk_says_so_and_shows_no_peers() {
+    use crate::harness::{Server, eventually, p2p_flags};
+    let tmp = tempfile::tempdir().unwrap();
+    let (psk_a, psk_b) = (tmp.path().join("psk-a"), tmp.path().join("psk-b"));
+    Psk::generate().write(&psk_a).unwrap();
+    Psk::generate().write(&psk_b).unwrap();
+    let flags = p2p_flags(&psk_a, &[]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let a = Server::start(&tmp.path().join("a"), &flags);
+    let a_p2p = a.status().await["listen"][0].as_str().unwrap().to_owned();
+    let flags = p2p_flags(&psk_b, &[&a_p2p]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let b = Server::start(&tmp.path().join("b"), &flags);
+
+    let warning = eventually("a warning naming the pre-shared key", || async {
+        b.log()
+            .lines()
+            .find(|line| line.contains("WARN") && line.contains("pre-shared key"))
+            .map(str::to_owned)
+    })
+    .await;
+    let a_port = a_p2p.split('/').nth(4).unwrap();
+    assert!(warning.contains(a_port), "names the peer tried: {warning}");
+    assert!(!b.log().contains("joined the network"), "{}", b.log());
+
+    let readyz = b
+        .client()
+        .get(format!("{}/readyz", b.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(readyz, "ready; p2p peers: 0");
+    let metrics = b
+        .client()
+        .get(format!("{}/metrics", b.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("kagami_p2p_routing_peers 0"), "{metrics}");
+    // One warning, not one per dial: the next may come minutes later.
+    assert_eq!(
+        b.log().matches("pre-shared key differs").count(),
+        1,
+        "{}",
+        b.log()
+    );
+}

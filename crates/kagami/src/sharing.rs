@@ -1,14 +1,31 @@
 //! Which registries this node shares through the P2P network: those listed
 //! under `mirrors:` in registries.yaml and with `--mirror`, `"*"` for all;
-//! but never a registry on `localhost` or on the node's own addresses,
-//! since that name means a different registry on every node.
+//! but never a registry on `localhost`, loopback or the node's own
+//! addresses, since that name means a different registry on every node.
+//! The rule is the library's: [`Builder::start`](crate::Builder::start)
+//! takes the node's local hosts out of whatever sets it is given, so an
+//! embedder cannot share them by accident.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
-use kagami::Mirrored;
 use kagami_core::{Registry, RegistrySet, registry_host};
+
+use crate::Mirrored;
+
+/// The hosts that name this node itself, never shared: `localhost`,
+/// loopback, the host name, `bind` when it is a specific address, and
+/// `node_ips`. Written as in image names, without brackets.
+pub fn local_hosts(bind: IpAddr, node_ips: &[IpAddr]) -> BTreeSet<String> {
+    let mut local: BTreeSet<String> = ["localhost", "127.0.0.1", "::1"].map(str::to_owned).into();
+    local.extend(crate::host_name());
+    if !bind.is_unspecified() {
+        local.insert(bind.to_string());
+    }
+    local.extend(node_ips.iter().map(ToString::to_string));
+    local
+}
 
 /// The registries a node shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,13 +45,7 @@ impl SharedRegistries {
         bind: IpAddr,
         node_ips: &[IpAddr],
     ) -> SharedRegistries {
-        let mut local: BTreeSet<String> =
-            ["localhost", "127.0.0.1", "::1"].map(str::to_owned).into();
-        local.extend(kagami::host_name());
-        if !bind.is_unspecified() {
-            local.insert(bind.to_string());
-        }
-        local.extend(node_ips.iter().map(ToString::to_string));
+        let local = local_hosts(bind, node_ips);
         let mut all = false;
         let mut registries = BTreeSet::new();
         for entry in flags.iter().chain(listed) {
