@@ -23,6 +23,8 @@
 mod app;
 mod budget;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod mirror;
 mod path;
 mod range;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use kagami_core::{Registry, Repository, Tag};
-use kagami_core_fuzz::{round_trips, text};
+use kagami_fuzz::{round_trips, text};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
