@@ -19,6 +19,9 @@ pub const NAMESPACE: &str = "k8s.io";
 /// A running containerd, stopped when dropped.
 pub struct Daemon {
     child: Child,
+    /// What containerd's command line is run under (`ip netns exec NS`,
+    /// say); empty to run it directly.
+    wrapper: Vec<String>,
     socket: PathBuf,
     root: PathBuf,
     config: PathBuf,
@@ -30,6 +33,14 @@ pub struct Daemon {
 impl Daemon {
     /// Starts containerd and waits (bounded) until its socket answers.
     pub fn start() -> Daemon {
+        Daemon::start_wrapped(&[])
+    }
+
+    /// Like [`Daemon::start`], with containerd's command run under
+    /// `wrapper` (`["ip", "netns", "exec", "host-1"]` runs it in a network
+    /// namespace; the wrapper must exec it, so killing the child kills
+    /// containerd).
+    pub fn start_wrapped(wrapper: &[String]) -> Daemon {
         if Command::new("containerd")
             .arg("--version")
             .output()
@@ -65,9 +76,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
             socket = socket.display(),
         );
         std::fs::write(&config, text).expect("containerd test setup");
-        let child = spawn(&config, &log);
+        let child = spawn(wrapper, &config, &log);
         let mut daemon = Daemon {
             child,
+            wrapper: wrapper.to_vec(),
             socket,
             root,
             config,
@@ -83,7 +95,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
     pub fn restart(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(&self.socket);
-        self.child = spawn(&self.config, &self.log);
+        self.child = spawn(&self.wrapper, &self.config, &self.log);
         self.wait_for_socket();
     }
 
@@ -162,10 +174,17 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// The process ID of containerd (after [`Daemon::kill`], of the one that
+    /// was killed).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
-/// Starts containerd on `config`, appending its output to `log`.
-fn spawn(config: &Path, log: &Path) -> Child {
+/// Starts containerd on `config` under `wrapper`, appending its output to
+/// `log`.
+fn spawn(wrapper: &[String], config: &Path, log: &Path) -> Child {
     let output = || {
         std::fs::OpenOptions::new()
             .create(true)
@@ -173,7 +192,15 @@ fn spawn(config: &Path, log: &Path) -> Child {
             .open(log)
             .expect("containerd test setup")
     };
-    Command::new("containerd")
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg("containerd");
+            command
+        }
+        None => Command::new("containerd"),
+    };
+    command
         .arg("--config")
         .arg(config)
         .stdin(Stdio::null())

@@ -254,12 +254,35 @@ async fn renew_handler(
     .into_response()
 }
 
-async fn peers(State(state): State<ServerState>) -> Response {
+async fn peers(
+    State(state): State<ServerState>,
+    asker: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Response {
     if !state.trust.is_server() {
         return refuse(StatusCode::NOT_FOUND, "only servers list P2P addresses");
     }
-    let peers = state.p2p.as_ref().map(|addrs| addrs()).unwrap_or_default();
+    let asker_is_local = asker.is_none_or(|info| info.0.0.ip().is_loopback());
+    let peers = state
+        .p2p
+        .as_ref()
+        .map(|addrs| addrs())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|addr| asker_is_local || !is_loopback_multiaddr(addr))
+        .collect();
     Json(PeersResponse { peers }).into_response()
+}
+
+/// Whether a multiaddr text (`/ip4/127.0.0.1/tcp/5001/p2p/…`) is a
+/// loopback address: one another host would only dial itself at.
+fn is_loopback_multiaddr(addr: &str) -> bool {
+    let mut parts = addr.split('/').skip(1);
+    match (parts.next(), parts.next()) {
+        (Some("ip4" | "ip6"), Some(ip)) => ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        _ => false,
+    }
 }
 
 async fn settings(State(state): State<ServerState>) -> Response {
@@ -505,4 +528,21 @@ async fn member_get<T: serde::de::DeserializeOwned>(
 /// The cluster settings `server` hands out, asked as the member `identity`.
 pub(crate) async fn server_settings(server: &str, identity: &Identity) -> Result<Settings, String> {
     member_get(server, SETTINGS_PATH, identity).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_multiaddrs_are_told_apart() {
+        assert!(is_loopback_multiaddr(
+            "/ip4/127.0.0.1/tcp/5001/p2p/12D3KooW"
+        ));
+        assert!(is_loopback_multiaddr("/ip6/::1/tcp/5001"));
+        assert!(!is_loopback_multiaddr(
+            "/ip4/10.0.0.5/tcp/5001/p2p/12D3KooW"
+        ));
+        assert!(!is_loopback_multiaddr("/dns/localhost/tcp/5001"));
+    }
 }

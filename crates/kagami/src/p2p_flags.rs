@@ -51,6 +51,10 @@ pub struct P2pArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     manifest_timeout: Duration,
 
+    /// Slowest a peer may send a blob, per second (`512KiB`, `2MB`, `0` for no floor): a slower peer is left for another provider, or the client's next endpoint.
+    #[arg(long, value_parser = parse_rate, default_value = "512KiB")]
+    min_peer_rate: u64,
+
     /// Most providers asked for and tried per key.
     #[arg(long, default_value_t = MirrorConfig::DEFAULT_MAX_PROVIDERS)]
     max_providers: usize,
@@ -118,6 +122,7 @@ impl P2pArgs {
             first_byte_timeout: self.first_byte_timeout,
             manifest_timeout: self.manifest_timeout,
             max_providers: self.max_providers,
+            min_peer_rate: self.min_peer_rate,
             ..MirrorConfig::default()
         };
         Ok(Options {
@@ -128,6 +133,29 @@ impl P2pArgs {
             ..Options::default()
         })
     }
+}
+
+/// Bytes per second from `512KiB`, `2MB`, `1048576` (a `/s` may follow).
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let text = text.trim().trim_end_matches("/s");
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("not a rate: {text:?} (say 512KiB or 2MB)"))?;
+    let scale: u64 = match unit {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        other => return Err(format!("unknown unit {other:?} (B, KB, MB, KiB, MiB)")),
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// A K3s variable, read only when kagami's own flag and variable are unset.
@@ -142,5 +170,19 @@ where
             .map(Some)
             .with_context(|| format!("bad {name}={value:?}")),
         Err(_) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_as_bytes_per_second() {
+        assert_eq!(parse_rate("512KiB"), Ok(512 * 1024));
+        assert_eq!(parse_rate("2MB/s"), Ok(2_000_000));
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("1TB").is_err());
     }
 }

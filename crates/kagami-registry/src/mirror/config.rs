@@ -35,6 +35,15 @@ pub struct MirrorConfig {
     /// or the next bytes of a body) before it is given up on: a blob then
     /// resumes from another peer.
     pub stall_timeout: Duration,
+    /// Slowest a peer may send a blob body, in bytes per second, measured
+    /// over [`rate_window`](Self::rate_window): a slower peer is given up
+    /// on as a stalled one is (the body resumes from another provider;
+    /// with none, it ends with an error, so the client's retry goes to its
+    /// next endpoint) and skipped for [`bad_peer_ttl`](Self::bad_peer_ttl).
+    /// 0 turns the check off.
+    pub min_peer_rate: u64,
+    /// The window [`min_peer_rate`](Self::min_peer_rate) is measured over.
+    pub rate_window: Duration,
     /// Overall budget of a manifest request, a `HEAD`, or a blob's
     /// response head through the mirror, lookup included. Blob bodies
     /// have no overall limit, only [`stall_timeout`](Self::stall_timeout).
@@ -70,6 +79,12 @@ impl MirrorConfig {
     /// Long enough for a busy peer's disk, short enough that a dead one
     /// does not hang a pull (users complain of 30 s hangs).
     pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+    /// 512 KiB/s (4 Mbit/s): far below what a peer on a LAN sends even to
+    /// a dozen readers at once, far above a peer whose link or disk is
+    /// failing (a 2 Mbit/s provider kept three readers for minutes).
+    pub const DEFAULT_MIN_PEER_RATE: u64 = 512 * 1024;
+    /// Long enough not to judge a peer by one slow round trip.
+    pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(3);
     /// Spegel's budget for a manifest or `HEAD`.
     pub const DEFAULT_MANIFEST_TIMEOUT: Duration = Duration::from_secs(3);
     /// Spegel's: three holders are enough to hedge and resume.
@@ -89,6 +104,8 @@ impl Default for MirrorConfig {
             connect_timeout: MirrorConfig::DEFAULT_CONNECT_TIMEOUT,
             first_byte_timeout: MirrorConfig::DEFAULT_FIRST_BYTE_TIMEOUT,
             stall_timeout: MirrorConfig::DEFAULT_STALL_TIMEOUT,
+            min_peer_rate: MirrorConfig::DEFAULT_MIN_PEER_RATE,
+            rate_window: MirrorConfig::DEFAULT_RATE_WINDOW,
             manifest_timeout: MirrorConfig::DEFAULT_MANIFEST_TIMEOUT,
             max_providers: MirrorConfig::DEFAULT_MAX_PROVIDERS,
             bad_peer_ttl: MirrorConfig::DEFAULT_BAD_PEER_TTL,

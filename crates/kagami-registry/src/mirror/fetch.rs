@@ -147,11 +147,14 @@ pub(super) enum Opened {
     Unsatisfiable { size: u64 },
 }
 
-/// Requests to peers with their clients and one stall budget.
+/// Requests to peers with their clients, one stall budget and one rate
+/// floor.
 #[derive(Clone)]
 pub(super) struct Fetch {
     clients: Arc<Clients>,
     stall: Duration,
+    min_rate: u64,
+    rate_window: Duration,
 }
 
 impl Fetch {
@@ -159,6 +162,8 @@ impl Fetch {
         Ok(Fetch {
             clients: Arc::new(Clients::new(config)?),
             stall: config.stall_timeout,
+            min_rate: config.min_peer_rate,
+            rate_window: config.rate_window,
         })
     }
 
@@ -170,6 +175,16 @@ impl Fetch {
     /// How long a body may go without new bytes.
     pub(super) fn stall(&self) -> Duration {
         self.stall
+    }
+
+    /// The slowest a peer may send a body, bytes per second (0: no floor).
+    pub(super) fn min_rate(&self) -> u64 {
+        self.min_rate
+    }
+
+    /// The window the floor is measured over.
+    pub(super) fn rate_window(&self) -> Duration {
+        self.rate_window
     }
 
     /// `GET` of a manifest by tag or digest, read whole and verified.

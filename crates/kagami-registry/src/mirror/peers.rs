@@ -26,11 +26,16 @@ struct Health {
     bad_until: Option<Instant>,
     /// Skipped until then, after failing the TLS checks.
     untrusted_until: Option<Instant>,
+    /// Skipped until then, after sending a body too slowly.
+    slow_until: Option<Instant>,
 }
 
 impl Health {
     fn skipped(&self, now: Instant) -> bool {
-        let until = self.bad_until.max(self.untrusted_until);
+        let until = self
+            .bad_until
+            .max(self.untrusted_until)
+            .max(self.slow_until);
         until.is_some_and(|until| until > now)
     }
 }
@@ -95,6 +100,16 @@ impl Peers {
         self.update(peer, |h| {
             h.failures = h.failures.saturating_add(1);
             h.bad_until = Some(until);
+        });
+    }
+
+    /// Skips `peer` for the bad-peer TTL, as one that sent a body slower
+    /// than the mirror's floor.
+    pub(super) fn mark_slow(&self, peer: &Peer) {
+        let until = Instant::now() + self.bad_ttl;
+        self.update(peer, |h| {
+            h.failures = h.failures.saturating_add(1);
+            h.slow_until = Some(until);
         });
     }
 
@@ -169,6 +184,15 @@ mod tests {
         assert!(!peers.is_bad(&a));
         let peers = Peers::new(Duration::from_secs(60));
         peers.mark_bad(&a);
+        assert!(peers.is_bad(&a));
+        assert_eq!(ids(&peers.order(&[a, b])), ["b"]);
+    }
+
+    #[test]
+    fn slow_peers_are_skipped_for_a_while() {
+        let peers = Peers::new(Duration::from_secs(60));
+        let (a, b) = (peer("a"), peer("b"));
+        peers.mark_slow(&a);
         assert!(peers.is_bad(&a));
         assert_eq!(ids(&peers.order(&[a, b])), ["b"]);
     }

@@ -1,9 +1,11 @@
 //! A blob body relayed from peers to the client as it arrives.
 //!
 //! The client sees one unbroken body. When a peer's stream breaks (an
-//! error, an early end, or no bytes within the stall timeout), the
-//! transfer resumes on another provider with `Range: bytes=<offset>-…`
-//! and the same body goes on.
+//! error, an early end, no bytes within the stall timeout, or fewer than
+//! the floor's bytes per second over the rate window), the transfer
+//! resumes on another provider with `Range: bytes=<offset>-…` and the same
+//! body goes on. A peer too slow is also skipped for a while, so that when
+//! no other provider can take over, the client's retry goes past it.
 //!
 //! A whole blob is hashed as it passes, and its last chunk is held back
 //! until the hash is known: when it does not match the digest, the body
@@ -48,6 +50,9 @@ pub(super) struct Relay {
     contributors: Vec<Peer>,
     /// Providers not tried yet, best first, for resuming.
     spare: Vec<Peer>,
+    /// Since when the current peer's rate is measured, and what it sent
+    /// since.
+    window: (tokio::time::Instant, u64),
 }
 
 impl Relay {
@@ -72,7 +77,27 @@ impl Relay {
             body: Box::pin(response.bytes_stream()),
             contributors: Vec::new(),
             spare,
+            window: (tokio::time::Instant::now(), 0),
         }
+    }
+
+    /// Whether the current peer has sent too little over a whole window;
+    /// each full window starts the count again.
+    fn too_slow(&mut self, received: usize) -> bool {
+        let floor = self.mirror.fetch.min_rate();
+        if floor == 0 {
+            return false;
+        }
+        let (since, bytes) = &mut self.window;
+        *bytes += received as u64;
+        let elapsed = since.elapsed();
+        let window = self.mirror.fetch.rate_window();
+        if elapsed < window {
+            return false;
+        }
+        let rate = *bytes as f64 / elapsed.as_secs_f64();
+        self.window = (tokio::time::Instant::now(), 0);
+        rate < floor as f64
     }
 
     /// The relay as a body stream.
@@ -90,6 +115,26 @@ impl Relay {
             {
                 Ok(Some(Ok(chunk))) if chunk.is_empty() => continue,
                 Ok(Some(Ok(chunk))) if self.offset + chunk.len() as u64 <= end => {
+                    if self.too_slow(chunk.len()) {
+                        tracing::info!(
+                            digest = %self.digest,
+                            peer = %self.peer.id,
+                            floor = self.mirror.fetch.min_rate(),
+                            "a peer sends too slowly; going past it"
+                        );
+                        self.mirror.peers.mark_slow(&self.peer);
+                        let (out, next) = self.pass(chunk);
+                        let Some(mut relay) = next else {
+                            return Some((out, None));
+                        };
+                        if relay.offset >= end {
+                            return Some((out, Some(relay)));
+                        }
+                        return Some(match relay.resume().await {
+                            Ok(()) => (out, Some(relay)),
+                            Err(error) => (Err(error), None),
+                        });
+                    }
                     return Some(self.pass(chunk));
                 }
                 Ok(Some(Ok(_))) => "sent more bytes than announced".to_owned(),
@@ -169,6 +214,7 @@ impl Relay {
             .retain(|peer| *peer != won.peer && !won.failed.contains(peer));
         self.peer = won.peer;
         self.body = Box::pin(won.value.bytes_stream());
+        self.window = (tokio::time::Instant::now(), 0);
         Ok(())
     }
 

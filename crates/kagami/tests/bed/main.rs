@@ -1,0 +1,174 @@
+//! The rollout scenarios of the multi-host test bed (`kagami-testbed`), at
+//! CI sizes: 4 hosts, images of at most 16 MiB, shaped links. Each test
+//! makes its own bed (network namespaces, containerd and kagami per host,
+//! upstream registries) and removes it, also when it fails. They need root,
+//! as CI runs them; without it they fail with the reason.
+//!
+//! Each prints its report (table and JSON) to stdout; `scripts/testbed`
+//! runs the same scenarios by hand at any size.
+
+use std::time::Duration;
+
+use kagami_testbed::bed::Published;
+use kagami_testbed::{Bed, BedConfig, Report, Shape, scenario};
+
+/// The CI bed: 4 hosts on 200 Mbit/s links, the upstream on 100 Mbit/s.
+fn config() -> BedConfig {
+    BedConfig {
+        hosts: 4,
+        host_shape: Shape::rate(200),
+        upstream_shape: Shape::rate(100),
+        kagami: env!("CARGO_BIN_EXE_kagami").into(),
+        log_level: "info".to_owned(),
+    }
+}
+
+/// A bed with one image published (`total` bytes in `layers` layers).
+async fn bed(total: u64, layers: u32) -> (Bed, Published) {
+    tokio::task::spawn_blocking(move || {
+        let mut bed = Bed::start(config()).unwrap_or_else(|e| panic!("the bed did not start: {e}"));
+        let image = bed
+            .publish(total, layers)
+            .unwrap_or_else(|e| panic!("publishing the image failed: {e}"));
+        (bed, image)
+    })
+    .await
+    .unwrap()
+}
+
+/// Prints the report, for the record.
+fn show(report: &Report) {
+    println!("{}", report.table());
+    println!("{}", report.json());
+}
+
+/// Removes the bed off the async workers (it waits for processes).
+async fn remove(bed: Bed) {
+    tokio::task::spawn_blocking(move || drop(bed))
+        .await
+        .unwrap();
+}
+
+const MIB: u64 = 1 << 20;
+
+/// *Rolling*: one host pulls, then the others at once; they get it from
+/// peers, so the upstream sends about one copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_followers_pull_from_peers() {
+    let (bed, image) = bed(10_000_000, 4).await;
+    let report = scenario::rolling(&bed, &image).await.unwrap();
+    show(&report);
+    assert!(
+        report.upstream_multiple() < 1.5,
+        "the upstream sent {:.2} × the image",
+        report.upstream_multiple()
+    );
+    for result in &report.results[1..] {
+        assert!(
+            result.bytes_from_peers >= report.image_bytes / 2,
+            "{} got {} bytes from peers",
+            result.host,
+            result.bytes_from_peers
+        );
+    }
+    remove(bed).await;
+}
+
+/// *Cold*: every host pulls at once. Today each fetches from the upstream
+/// (the baseline the pull-through issue must beat); every host ends with
+/// the image either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_every_host_completes() {
+    let (bed, image) = bed(16 * MIB, 1).await;
+    let report = scenario::cold(&bed, &image).await.unwrap();
+    show(&report);
+    assert!(report.results.iter().all(|r| r.pull_seconds.is_some()));
+    assert!(report.upstream_multiple() >= 1.0, "{}", report.table());
+    remove(bed).await;
+}
+
+/// A providing host killed (kagami and containerd, SIGKILL) mid-rollout:
+/// every other host still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_provider_does_not_stop_the_rollout() {
+    let (mut bed, image) = bed(16 * MIB, 1).await;
+    let report = scenario::provider_killed(&mut bed, &image).await.unwrap();
+    show(&report);
+    assert!(report.results[1..].iter().all(|r| r.pull_seconds.is_some()));
+    remove(bed).await;
+}
+
+/// A host cut off from the other hosts (not the upstream) completes its
+/// pull through containerd's fallback within a bounded time, and serves
+/// peers again once the cut heals (the scenario checks that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_host_falls_back_and_serves_again_after_healing() {
+    let (mut bed, image) = bed(10_000_000, 1).await;
+    let second = tokio::task::block_in_place(|| bed.publish(10_000_000, 1)).unwrap();
+    let report = scenario::cut_off(&mut bed, &image, &second).await.unwrap();
+    show(&report);
+    let cut = report.results.last().unwrap();
+    // Each miss costs kagami its resolve and manifest budgets (2 s + 3 s)
+    // before containerd moves on; far above that, far below a hang.
+    let budget = Duration::from_secs(60);
+    let took = cut.pull_seconds.expect("the cut-off host pulled");
+    assert!(
+        took < budget.as_secs_f64(),
+        "the cut-off host took {took:.1} s"
+    );
+    remove(bed).await;
+}
+
+/// A slow providing host (2 Mbit/s): the others go past it instead of
+/// reading the image from it at its pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_go_past_a_slow_provider() {
+    let (mut bed, image) = bed(16 * MIB, 1).await;
+    let slow_id = bed.nodes[0].peer_id().unwrap();
+    let report = scenario::slow_provider(&mut bed, &image, &Shape::rate(2))
+        .await
+        .unwrap();
+    show(&report);
+    for node in &bed.nodes[1..] {
+        let from_slow = node.bytes_from(&slow_id).unwrap();
+        assert!(
+            from_slow < report.image_bytes / 2,
+            "{} read {from_slow} of {} bytes from the slow host",
+            node.name,
+            report.image_bytes
+        );
+    }
+    remove(bed).await;
+}
+
+/// containerd restarted on the providing host during a rollout: every
+/// pull completes, and the host advertises the image again afterwards
+/// (the scenario waits for that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_containerd_restart_on_a_provider_does_not_stop_the_rollout() {
+    let (mut bed, image) = bed(16 * MIB, 1).await;
+    let report = scenario::containerd_restarted(&mut bed, &image)
+        .await
+        .unwrap();
+    show(&report);
+    assert!(report.results.iter().all(|r| r.pull_seconds.is_some()));
+    remove(bed).await;
+}
+
+/// The TLS and basic-auth upstream serves the same image: a host pulls it
+/// through its kagami with the credentials and the CA of registries.yaml,
+/// and the image arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_upstream_with_basic_auth_serves_pulls() {
+    let (bed, image) = bed(MIB, 1).await;
+    // Without the credentials (and before any peer holds it) the upstream
+    // refuses.
+    assert!(bed.nodes[2].pull(&image.tls_reference, None).await.is_err());
+    let user = bed.tls_user();
+    bed.nodes[1]
+        .pull(&image.tls_reference, Some(&user))
+        .await
+        .unwrap();
+    bed.nodes[1].check_image(&image.image).unwrap();
+    remove(bed).await;
+}
