@@ -201,6 +201,54 @@ async fn wait_advertised(node: &Node, image: &Published) -> Result<(), Error> {
     }
 }
 
+/// Host 0 pulls; then the others pull at once, and `act` is done to host
+/// 0 as soon as one of them has received bytes from peers (or once they
+/// are done, if none ever does). Returns every pull's time and whether
+/// `act` came mid-rollout.
+async fn disrupt_provider(
+    bed: &mut Bed,
+    image: &Published,
+    notes: &std::sync::Mutex<Vec<String>>,
+    act: impl FnOnce(&mut Node),
+) -> Result<(Vec<(usize, f64)>, bool), Error> {
+    let mut pulled = pull_all(&bed.nodes, &[0], image, notes).await?;
+    wait_advertised(&bed.nodes[0], image).await?;
+    let baseline: Vec<u64> = bed.nodes[1..]
+        .iter()
+        .map(|node| node.bytes_from_peers().unwrap_or(0))
+        .collect();
+    let (first, rest) = bed.nodes.split_at_mut(1);
+    let others: Vec<usize> = (0..rest.len()).collect();
+    let rest: &[Node] = rest;
+    let watch = async {
+        loop {
+            let started = rest
+                .iter()
+                .zip(&baseline)
+                .any(|(node, before)| node.bytes_from_peers().unwrap_or(0) > *before);
+            if started {
+                return true;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    let followers = pull_all(rest, &others, image, notes);
+    tokio::pin!(followers);
+    let mid = tokio::select! {
+        biased;
+        _ = watch => true,
+        done = &mut followers => {
+            pulled.extend(done?.into_iter().map(|(i, took)| (i + 1, took)));
+            false
+        }
+    };
+    act(&mut first[0]);
+    if mid {
+        pulled.extend(followers.await?.into_iter().map(|(i, took)| (i + 1, took)));
+    }
+    Ok((pulled, mid))
+}
+
 /// A providing host killed (SIGKILL, kagami and its containerd) mid-rollout:
 /// host 0 pulls, the others start, and host 0 dies once one of them has
 /// received bytes from peers. Every other host must still complete.
@@ -208,38 +256,11 @@ pub async fn provider_killed(bed: &mut Bed, image: &Published) -> Result<Report,
     let base = Baseline::take(bed)?;
     let notes = std::sync::Mutex::new(Vec::new());
     let n = bed.nodes.len();
-    let mut pulled = pull_all(&bed.nodes, &[0], image, &notes).await?;
-    wait_advertised(&bed.nodes[0], image).await?;
-    let (first, rest) = bed.nodes.split_at_mut(1);
-    let others: Vec<usize> = (0..rest.len()).collect();
-    let rest_ref: &[Node] = rest;
-    let baseline = &base.peers[1..];
-    let watch = async {
-        loop {
-            let started = rest_ref
-                .iter()
-                .zip(baseline)
-                .any(|(node, before)| node.bytes_from_peers().unwrap_or(0) > *before);
-            if started {
-                first[0].kill();
-                return true;
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    };
-    let (followers, killed) = tokio::join!(pull_all(rest_ref, &others, image, &notes), async {
-        tokio::time::timeout(Duration::from_secs(120), watch)
-            .await
-            .unwrap_or(false)
-    });
-    if !killed {
-        first[0].kill();
-    }
-    pulled.extend(followers?.into_iter().map(|(i, took)| (i + 1, took)));
+    let (pulled, mid) = disrupt_provider(bed, image, &notes, Node::kill).await?;
     let mut notes = take(notes);
     notes.insert(
         0,
-        if killed {
+        if mid {
             "host-0 was killed once a follower had bytes from peers".to_owned()
         } else {
             "host-0 was killed after the followers finished (they never read from peers)".to_owned()
@@ -338,41 +359,14 @@ pub async fn containerd_restarted(bed: &mut Bed, image: &Published) -> Result<Re
     let base = Baseline::take(bed)?;
     let notes = std::sync::Mutex::new(Vec::new());
     let n = bed.nodes.len();
-    let mut pulled = pull_all(&bed.nodes, &[0], image, &notes).await?;
-    wait_advertised(&bed.nodes[0], image).await?;
-    let (first, rest) = bed.nodes.split_at_mut(1);
-    let others: Vec<usize> = (0..rest.len()).collect();
-    let rest_ref: &[Node] = rest;
-    let baseline = &base.peers[1..];
-    let watch = async {
-        loop {
-            let started = rest_ref
-                .iter()
-                .zip(baseline)
-                .any(|(node, before)| node.bytes_from_peers().unwrap_or(0) > *before);
-            if started {
-                first[0].restart_containerd();
-                return true;
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    };
-    let (followers, restarted) = tokio::join!(pull_all(rest_ref, &others, image, &notes), async {
-        tokio::time::timeout(Duration::from_secs(120), watch)
-            .await
-            .unwrap_or(false)
-    });
-    if !restarted {
-        first[0].restart_containerd();
-    }
-    pulled.extend(followers?.into_iter().map(|(i, took)| (i + 1, took)));
+    let (pulled, mid) = disrupt_provider(bed, image, &notes, Node::restart_containerd).await?;
     wait_advertised(&bed.nodes[0], image).await?;
     let mut notes = take(notes);
     notes.insert(
         0,
         format!(
             "host-0's containerd was restarted {}; host-0 advertised the image again afterwards",
-            if restarted {
+            if mid {
                 "once a follower had bytes from peers"
             } else {
                 "after the followers finished"

@@ -106,15 +106,7 @@ async fn closed_by_peer(mut stream: impl AsyncReadExt + Unpin, what: &str) {
 
 /// The value of one sample of the node's metrics.
 async fn metric(server: &Server, sample: &str) -> u64 {
-    let text = server
-        .client()
-        .get(format!("{}/metrics", server.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.text("/metrics").await;
     text.lines()
         .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {sample} in\n{text}"))

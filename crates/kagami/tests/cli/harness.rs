@@ -220,6 +220,18 @@ impl Server {
         self.log.lock().expect("log lock").clone()
     }
 
+    /// `GET path` on the node, as a member; the body as text.
+    pub async fn text(&self, path: &str) -> String {
+        self.client()
+            .get(format!("{}{path}", self.url()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// `GET /debug/p2p`: the node's P2P status document.
     pub async fn status(&self) -> serde_json::Value {
         let response = self

@@ -110,25 +110,9 @@ async fn a_node_with_a_wrong_psk_says_so_and_shows_no_peers() {
     assert!(warning.contains(a_port), "names the peer tried: {warning}");
     assert!(!b.log().contains("joined the network"), "{}", b.log());
 
-    let readyz = b
-        .client()
-        .get(format!("{}/readyz", b.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let readyz = b.text("/readyz").await;
     assert_eq!(readyz, "ready; p2p peers: 0");
-    let metrics = b
-        .client()
-        .get(format!("{}/metrics", b.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = b.text("/metrics").await;
     assert!(metrics.contains("kagami_p2p_routing_peers 0"), "{metrics}");
     // One warning, not one per dial: the next may come minutes later.
     assert_eq!(

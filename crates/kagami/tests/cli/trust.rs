@@ -507,15 +507,7 @@ async fn a_node_with_the_psk_but_no_certificate_is_never_served_from_and_never_s
     let url = format!("{}/v2/library/rogues/blobs/{layer}", a.url());
     let response = a.client().get(&url).send().await.unwrap();
     assert_eq!(response.status(), 404);
-    let metrics = a
-        .client()
-        .get(format!("{}/metrics", a.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = a.text("/metrics").await;
     assert!(
         metrics
             .lines()
