@@ -5,7 +5,9 @@
 //! repository names and tags, manifest [`MediaType`]s, and the routing
 //! [`Key`] a node advertises. It also defines the two seams the node is
 //! built around: the [`store::Store`] trait (what this node holds) and the
-//! [`router::Router`] trait (who else holds it). Implementations live in
+//! [`router::Router`] trait (who else holds it), and a third for the
+//! pull-through path, [`upstream::Upstream`] (the registry an image comes
+//! from). Implementations live in
 //! other crates; this one never touches a file, a socket or a runtime.
 
 mod digest;
@@ -20,6 +22,7 @@ mod registry_set;
 
 pub mod router;
 pub mod store;
+pub mod upstream;
 
 pub use digest::{Algorithm, Digest};
 pub use error_code::ErrorCode;
