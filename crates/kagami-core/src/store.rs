@@ -12,6 +12,11 @@ use crate::{Digest, MediaType, Reference};
 /// A body read from a store, chunk by chunk; never the whole blob at once.
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
+/// Opens the source a [`Cache`] entry is filled from; started only when
+/// the entry is neither kept nor arriving already.
+pub type Source =
+    Pin<Box<dyn std::future::Future<Output = Result<BlobStream, std::io::Error>> + Send>>;
+
 /// A stream of store changes; see [`Event`].
 pub type EventStream = Pin<Box<dyn Stream<Item = Event> + Send>>;
 
@@ -173,4 +178,34 @@ pub trait Store: Send + Sync + 'static {
     /// Changes from now on. A subscriber that falls behind gets
     /// [`Event::Resync`] rather than a silent gap.
     fn events(&self) -> EventStream;
+}
+
+/// What [`Cache::fill`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filling {
+    /// The content was kept already.
+    Kept,
+    /// It was arriving already (another caller's fill): this one joins it.
+    Arriving,
+    /// This call started the fill.
+    Started,
+}
+
+/// A store that keeps content fetched from elsewhere (the pull-through
+/// cache): each entry is filled once however many ask for it, and
+/// [`Store::read`] serves it while it arrives, waiting for bytes not
+/// written yet. Entries are checked against their digest when the last
+/// byte arrives; a reader never gets the last byte of a wrong one.
+#[async_trait::async_trait]
+pub trait Cache: Store {
+    /// Makes sure `digest` (`size` bytes of `kind`) is kept or arriving:
+    /// when it is neither, `source` is started and its bytes written as
+    /// they come. Returns as soon as the entry can be read.
+    async fn fill(
+        &self,
+        digest: &Digest,
+        kind: ContentKind,
+        size: u64,
+        source: Source,
+    ) -> Result<Filling, Error>;
 }

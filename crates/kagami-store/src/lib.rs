@@ -7,7 +7,8 @@
 //! gzip or zstd) all or nothing, removes images with their unshared blobs,
 //! keeps an in-memory catalogue so lookups never parse JSON, collects what
 //! interrupted imports leave behind, and notices changes other processes
-//! make to the same directory. What an archive may cost an import is
+//! make to the same directory. It also owns the pull-through cache
+//! ([`Spool`]): blobs fetched from elsewhere, served while they arrive. What an archive may cost an import is
 //! bounded by the limits exported here. With the `testing`
 //! feature it also provides image fixtures (`testing`) and the
 //! conformance kit every `Store` backend must pass (`conformance`).
@@ -27,6 +28,7 @@ mod oci_json;
 mod paths;
 mod remove;
 mod serve;
+mod spool;
 mod walk;
 mod watch;
 
@@ -41,3 +43,4 @@ pub use import::limits::{
     EXPANSION_FLOOR, EXPANSION_RATIO, MAX_JSON_BYTES, MAX_UNREFERENCED_BYTES,
 };
 pub use layout::{Layout, Options};
+pub use spool::{Spool, SpoolUsage};
