@@ -14,6 +14,15 @@ pub struct Peer {
     pub addr: SocketAddr,
 }
 
+/// A node the DHT names for a key by closeness.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Near {
+    /// This node itself.
+    ThisNode,
+    /// Another node.
+    Peer(Peer),
+}
+
 /// Why a routing operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -48,6 +57,12 @@ pub trait Router: Send + Sync + 'static {
 
     /// Up to `limit` peers other than this node that announce `key`.
     async fn find_providers(&self, key: &Key, limit: usize) -> Result<Vec<Peer>, Error>;
+
+    /// The live nodes closest to `key` in the routing network's metric,
+    /// closest first, at most `limit`, this node among them in its place:
+    /// on a converged network every node gets the same order, which makes
+    /// the first the key's *origin* without a vote.
+    async fn closest(&self, key: &Key, limit: usize) -> Result<Vec<Near>, Error>;
 
     /// Whether the router can take part in lookups (it knows some peer).
     fn is_ready(&self) -> bool;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use kagami_core::Key;
-use kagami_core::router::{self, Peer};
+use kagami_core::router::{self, Near, Peer};
 use libp2p::swarm::{self, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
@@ -39,6 +39,11 @@ pub(crate) enum Command {
         key: Key,
         limit: usize,
         reply: oneshot::Sender<Vec<Peer>>,
+    },
+    Closest {
+        key: Key,
+        limit: usize,
+        reply: oneshot::Sender<Vec<Near>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -210,6 +215,22 @@ impl router::Router for Router {
         match self.call(timeout, command).await {
             // The node answers every lookup by its deadline; this is a
             // node too busy to take the command at all.
+            Err(router::Error::Network { .. }) => Err(router::Error::Timeout { key: key.clone() }),
+            other => other,
+        }
+    }
+
+    /// The nodes closest to `key`, this one included, each other one at
+    /// its registry address; when the network cannot be asked within the
+    /// lookup timeout, the closest among the peers this node knows.
+    async fn closest(&self, key: &Key, limit: usize) -> Result<Vec<Near>, router::Error> {
+        let timeout = self.lookup_timeout + LOOKUP_GRACE;
+        let command = |reply| Command::Closest {
+            key: key.clone(),
+            limit,
+            reply,
+        };
+        match self.call(timeout, command).await {
             Err(router::Error::Network { .. }) => Err(router::Error::Timeout { key: key.clone() }),
             other => other,
         }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use kagami_core::Key;
-use kagami_core::router::{self, Peer};
+use kagami_core::router::{self, Near, Peer};
 
 #[derive(Debug, Default)]
 struct State {
@@ -116,6 +116,34 @@ impl router::Router for MemoryRouter {
             .collect())
     }
 
+    /// Every joined node ordered by the XOR of sha256 hashes, as Kademlia
+    /// orders them: the same order on every node.
+    async fn closest(&self, key: &Key, limit: usize) -> Result<Vec<Near>, router::Error> {
+        let target = hash(key.to_string().as_bytes());
+        let state = self.network.lock();
+        let mut nodes: Vec<(Vec<u8>, &Peer)> = state
+            .nodes
+            .values()
+            .map(|peer| {
+                let mine = hash(peer.id.as_bytes());
+                let distance = mine.iter().zip(&target).map(|(a, b)| a ^ b).collect();
+                (distance, peer)
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(nodes
+            .into_iter()
+            .take(limit)
+            .map(|(_, peer)| {
+                if peer.id == self.peer.id {
+                    Near::ThisNode
+                } else {
+                    Near::Peer(peer.clone())
+                }
+            })
+            .collect())
+    }
+
     fn is_ready(&self) -> bool {
         self.network
             .lock()
@@ -123,6 +151,13 @@ impl router::Router for MemoryRouter {
             .keys()
             .any(|id| *id != self.peer.id)
     }
+}
+
+fn hash(bytes: &[u8]) -> Vec<u8> {
+    kagami_core::Hasher::digest(kagami_core::Algorithm::Sha256, bytes)
+        .hex()
+        .as_bytes()
+        .to_vec()
 }
 
 #[cfg(test)]

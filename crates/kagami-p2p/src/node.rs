@@ -11,7 +11,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use kagami_core::Key;
-use kagami_core::router::Peer;
+use kagami_core::router::{Near, Peer};
 use libp2p::identify;
 use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult};
 use libp2p::swarm::SwarmEvent;
@@ -60,6 +60,17 @@ pub(crate) struct Node {
     refresh: (Instant, Duration),
     /// The bootstrap dials in flight, to say why a node stays alone.
     isolation: Isolation,
+    /// Closest-peers questions in flight.
+    closest: HashMap<QueryId, Closest>,
+    lookup_timeout: Duration,
+}
+
+/// A closest-peers question waiting for the network's answer.
+struct Closest {
+    key: Key,
+    limit: usize,
+    reply: tokio::sync::oneshot::Sender<Vec<Near>>,
+    deadline: Instant,
 }
 
 impl Node {
@@ -96,6 +107,8 @@ impl Node {
             ready: false,
             refresh: (Instant::now() + REFRESH_MIN, REFRESH_MIN),
             isolation: Isolation::new(Instant::now()),
+            closest: HashMap::new(),
+            lookup_timeout: config.lookup_timeout,
         }
     }
 
@@ -160,6 +173,22 @@ impl Node {
                         .get_providers(record_key(&key));
                     self.lookups.start(q, key, limit, reply, now);
                 }
+            }
+            Command::Closest { key, limit, reply } => {
+                let q = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_closest_peers(record_key(&key).to_vec());
+                self.closest.insert(
+                    q,
+                    Closest {
+                        key,
+                        limit,
+                        reply,
+                        deadline: now + self.lookup_timeout,
+                    },
+                );
             }
             Command::Shutdown { reply } => {
                 // Handled by `run`; answering here keeps the match total.
@@ -254,6 +283,21 @@ impl Node {
                         self.publisher.done(&key, result.is_ok(), now);
                     }
                 }
+                QueryResult::GetClosestPeers(result) => {
+                    let peers = match result {
+                        Ok(ok) => ok.peers,
+                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                    };
+                    if let Some(pending) = self.closest.remove(&id) {
+                        for peer in &peers {
+                            for addr in &peer.addrs {
+                                self.peers.learned(peer.peer_id, addr);
+                            }
+                        }
+                        let found: Vec<PeerId> = peers.iter().map(|p| p.peer_id).collect();
+                        self.answer_closest(pending, found);
+                    }
+                }
                 QueryResult::Bootstrap(result) if step.last => {
                     tracing::debug!(ok = result.is_ok(), "kademlia bootstrap finished");
                 }
@@ -340,11 +384,61 @@ impl Node {
         }
     }
 
+    /// Answers a closest-peers question: `found` (the network's answer)
+    /// and this node, or, when the network named nobody, the closest peers
+    /// of the routing table; ordered by distance to the key.
+    fn answer_closest(&mut self, pending: Closest, found: Vec<PeerId>) {
+        let target = kad::KBucketKey::new(record_key(&pending.key).to_vec());
+        let mut candidates = found;
+        if candidates.is_empty() {
+            candidates = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .get_closest_local_peers(&target)
+                .map(|key| *key.preimage())
+                .take(pending.limit)
+                .collect();
+        }
+        let me = self.shared.peer_id;
+        candidates.retain(|peer| *peer != me);
+        candidates.push(me);
+        candidates.sort_by_key(|peer| kad::KBucketKey::from(*peer).distance(&target));
+        candidates.dedup();
+        let near = candidates
+            .into_iter()
+            .filter_map(|peer| {
+                if peer == me {
+                    return Some(Near::ThisNode);
+                }
+                let known = self.peers.registry_addr(&peer, self.registry_port)?;
+                Some(Near::Peer(Peer {
+                    id: peer.to_string(),
+                    addr: known.addr,
+                }))
+            })
+            .take(pending.limit.max(1))
+            .collect();
+        let _ = pending.reply.send(near);
+    }
+
     /// Housekeeping after every event: lookups past their deadline,
     /// readiness, announcements, and bootstrapping when isolated.
     fn tick(&mut self, now: Instant) {
         for q in self.lookups.expire(now) {
             self.finish_query(q);
+        }
+        let late: Vec<QueryId> = self
+            .closest
+            .iter()
+            .filter(|(_, pending)| pending.deadline <= now)
+            .map(|(q, _)| *q)
+            .collect();
+        for q in late {
+            self.finish_query(q);
+            if let Some(pending) = self.closest.remove(&q) {
+                self.answer_closest(pending, Vec::new());
+            }
         }
         self.update_ready(now);
         if self.ready {
@@ -456,6 +550,9 @@ impl Node {
     fn next_wake(&self) -> Instant {
         let mut wake = self.backoff.next();
         if let Some(deadline) = self.lookups.next_deadline() {
+            wake = wake.min(deadline);
+        }
+        if let Some(deadline) = self.closest.values().map(|p| p.deadline).min() {
             wake = wake.min(deadline);
         }
         if self.ready

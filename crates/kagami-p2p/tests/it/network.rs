@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kagami_core::Key;
-use kagami_core::router::{Peer, Router as _};
+use kagami_core::router::{Near, Peer, Router as _};
 use kagami_core::store::{Event, Store};
 use kagami_p2p::{AdvertisePolicy, Advertiser, Psk, Router, identity, parse_bootstrap};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -304,4 +304,51 @@ async fn a_store_event_on_one_node_is_found_by_another() {
     })
     .await;
     assert_eq!(advertiser.snapshot().len(), 2);
+}
+
+/// The peer IDs of `near`, this node's own for `ThisNode`.
+fn ids(router: &Router, near: &[Near]) -> Vec<String> {
+    near.iter()
+        .map(|n| match n {
+            Near::ThisNode => router.peer_id().to_string(),
+            Near::Peer(peer) => peer.id.clone(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_node_names_the_same_closest_nodes_for_a_key_itself_included() {
+    let psk = Psk::generate();
+    let first = start(&psk, 7001, &[]).await;
+    let mut routers = vec![first];
+    for port in 7002..7005 {
+        let router = start(&psk, port, &[&routers[0]]).await;
+        routers.push(router);
+    }
+    eventually("every node to know every other", || async {
+        routers.iter().all(|r| r.routing_peers() >= 3)
+    })
+    .await;
+    for text in ["docker.io/library/nginx:1.25", "docker.io/library/redis:7"] {
+        let key = key(text);
+        let answers: Vec<Vec<String>> = futures::future::join_all(
+            routers
+                .iter()
+                .map(|router| async { ids(router, &router.closest(&key, 4).await.unwrap()) }),
+        )
+        .await;
+        for answer in &answers {
+            assert_eq!(answer.len(), 4, "{answers:?}");
+            assert_eq!(
+                answer, &answers[0],
+                "nodes disagree on the order for {text}"
+            );
+        }
+        // The origin knows it is the origin.
+        let origin = routers
+            .iter()
+            .find(|r| r.peer_id().to_string() == answers[0][0])
+            .unwrap();
+        assert_eq!(origin.closest(&key, 1).await.unwrap(), vec![Near::ThisNode]);
+    }
 }

@@ -86,6 +86,15 @@ impl Router for TestRouter {
         Ok(peers)
     }
 
+    /// This router knows no other node: it is every key's origin.
+    async fn closest(
+        &self,
+        _key: &Key,
+        _limit: usize,
+    ) -> Result<Vec<kagami_core::router::Near>, RouterError> {
+        Ok(vec![kagami_core::router::Near::ThisNode])
+    }
+
     fn is_ready(&self) -> bool {
         true
     }
