@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use kagami_core::router::Router;
 use kagami_core::store::Image;
-use kagami_core::store::{Event, EventStream, Store};
+use kagami_core::store::{Event, Store};
 use kagami_core::{Digest, Key, Registry, RegistrySet};
 use tokio::task::JoinHandle;
 
@@ -65,9 +65,23 @@ impl Advertiser {
         router: Arc<dyn Router>,
         policy: AdvertisePolicy,
     ) -> Advertiser {
+        Advertiser::spawn_with_cache(store, None, router, policy)
+    }
+
+    /// Like [`Advertiser::spawn`], also advertising every digest `cache`
+    /// (the pull-through cache) holds or receives, from the moment it
+    /// starts arriving until it is evicted: it was fetched for a shared
+    /// registry, and no image reaches it.
+    pub fn spawn_with_cache(
+        store: Arc<dyn Store>,
+        cache: Option<Arc<dyn Store>>,
+        router: Arc<dyn Router>,
+        policy: AdvertisePolicy,
+    ) -> Advertiser {
         let advertised = Arc::new(Mutex::new(BTreeSet::new()));
         let task = Task {
             store,
+            cache,
             router,
             holdings: Holdings::new(policy.clone()),
             policy,
@@ -94,6 +108,7 @@ impl Drop for Advertiser {
 struct Task {
     policy: AdvertisePolicy,
     store: Arc<dyn Store>,
+    cache: Option<Arc<dyn Store>>,
     router: Arc<dyn Router>,
     holdings: Holdings,
     advertised: Arc<Mutex<BTreeSet<Key>>>,
@@ -104,7 +119,14 @@ impl Task {
         let mut retry = RETRY_MIN;
         loop {
             // Subscribe before listing, so nothing changes unseen between.
-            let mut events = self.store.events();
+            let store_events = self.store.events().map(Source::Store);
+            let mut events: futures::stream::BoxStream<'static, Source> = match &self.cache {
+                Some(cache) => Box::pin(futures::stream::select(
+                    store_events,
+                    cache.events().map(Source::Cache),
+                )),
+                None => Box::pin(store_events),
+            };
             if let Err(e) = self.relist().await {
                 tracing::warn!(error = %e, "cannot list the store to advertise it; retrying");
                 tokio::time::sleep(retry).await;
@@ -121,7 +143,7 @@ impl Task {
 
     /// Applies events until the stream ends (returns true) or asks for a
     /// relisting (returns false).
-    async fn follow(&mut self, events: &mut EventStream) -> bool {
+    async fn follow(&mut self, events: &mut futures::stream::BoxStream<'static, Source>) -> bool {
         let mut retry = RETRY_MIN;
         loop {
             let in_sync = self.sync().await;
@@ -138,28 +160,29 @@ impl Task {
                     Err(_) => continue,
                 }
             };
-            let Some(mut event) = event else {
+            let Some(mut next) = event else {
                 return true;
             };
             let mut applied = 0;
             let mut relist = false;
             loop {
-                if event == Event::Resync {
-                    return false;
-                }
-                // With a registry filter, which content an image reaches
-                // decides what is shared: relist rather than patch.
-                if self.policy.registries != RegistrySet::All {
-                    relist = true;
-                } else {
-                    self.apply(event).await;
+                match next {
+                    Source::Store(Event::Resync) | Source::Cache(Event::Resync) => return false,
+                    Source::Cache(event) => self.apply_cached(event),
+                    // With a registry filter, which content an image
+                    // reaches decides what is shared: relist rather than
+                    // patch.
+                    Source::Store(_) if self.policy.registries != RegistrySet::All => {
+                        relist = true;
+                    }
+                    Source::Store(event) => self.apply(event).await,
                 }
                 applied += 1;
                 if applied == EVENT_BATCH {
                     break;
                 }
                 match events.next().now_or_never() {
-                    Some(Some(next)) => event = next,
+                    Some(Some(more)) => next = more,
                     Some(None) => return true,
                     None => break,
                 }
@@ -171,6 +194,11 @@ impl Task {
     }
 
     async fn relist(&mut self) -> Result<(), kagami_core::store::Error> {
+        if let Some(cache) = &self.cache {
+            let cached = cache.list_content().await?;
+            self.holdings
+                .replace_cached(cached.into_iter().map(|info| info.digest));
+        }
         let images = self.store.list_images().await?;
         let content = self.store.list_content().await?;
         let held = content.into_iter().map(|info| info.digest);
@@ -229,6 +257,14 @@ impl Task {
         }
     }
 
+    fn apply_cached(&mut self, event: Event) {
+        match event {
+            Event::ContentAdded(digest) => self.holdings.cached_added(digest),
+            Event::ContentRemoved(digest) => self.holdings.cached_removed(&digest),
+            Event::ImageAdded(_) | Event::ImageRemoved(_) | Event::Resync => {}
+        }
+    }
+
     async fn readable(&self, digest: &kagami_core::Digest) -> bool {
         match self.store.stat(digest).await {
             Ok(_) => true,
@@ -269,6 +305,12 @@ impl Task {
         }
         true
     }
+}
+
+/// Which store an event came from.
+enum Source {
+    Store(Event),
+    Cache(Event),
 }
 
 fn lock(set: &Mutex<BTreeSet<Key>>) -> MutexGuard<'_, BTreeSet<Key>> {

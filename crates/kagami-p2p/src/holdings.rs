@@ -1,6 +1,7 @@
 //! The advertiser's model of the store, and the keys it should advertise:
-//! every readable digest, and every tag whose manifest is readable (a tag
-//! whose manifest cannot be served would only send peers to a 404).
+//! every readable digest, every tag whose manifest is readable (a tag
+//! whose manifest cannot be served would only send peers to a 404), and
+//! every digest the pull-through cache holds or is receiving.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -14,6 +15,9 @@ pub(crate) struct Holdings {
     /// Tag key → the manifest digest it names.
     tags: HashMap<Key, Digest>,
     content: HashSet<Digest>,
+    /// What the pull-through cache holds or receives: content fetched for
+    /// a shared registry, advertised as it is, with no image to reach it.
+    cached: HashSet<Digest>,
 }
 
 impl Holdings {
@@ -22,6 +26,7 @@ impl Holdings {
             policy,
             tags: HashMap::new(),
             content: HashSet::new(),
+            cached: HashSet::new(),
         }
     }
 
@@ -58,12 +63,25 @@ impl Holdings {
         self.content.remove(digest);
     }
 
+    /// Replaces what the cache holds with a fresh listing.
+    pub(crate) fn replace_cached(&mut self, cached: impl Iterator<Item = Digest>) {
+        self.cached = cached.collect();
+    }
+
+    pub(crate) fn cached_added(&mut self, digest: Digest) {
+        self.cached.insert(digest);
+    }
+
+    pub(crate) fn cached_removed(&mut self, digest: &Digest) {
+        self.cached.remove(digest);
+    }
+
     pub(crate) fn desired(&self) -> BTreeSet<Key> {
-        let digests = self.content.iter().cloned().map(Key::Digest);
+        let digests = self.content.union(&self.cached).cloned().map(Key::Digest);
         let tags = self
             .tags
             .iter()
-            .filter(|(_, digest)| self.content.contains(*digest))
+            .filter(|(_, digest)| self.content.contains(*digest) || self.cached.contains(*digest))
             .map(|(key, _)| key.clone());
         digests.chain(tags).collect()
     }

@@ -178,3 +178,52 @@ async fn dropping_the_advertiser_stops_it() {
     })
     .await;
 }
+
+/// What the pull-through cache holds or receives is advertised, whatever
+/// the registry filter (no image reaches it), and withdrawn when it goes;
+/// content both hold stays advertised while either does.
+#[tokio::test]
+async fn the_cache_is_advertised_from_its_first_byte_until_it_is_evicted() {
+    let net = MemoryNetwork::new();
+    let router = Arc::new(net.join(peer(1)));
+    let other = net.join(peer(2));
+    let store = TestStore::new();
+    let cache = TestStore::new();
+    store.hold(digest(1));
+    cache.hold(digest(2));
+    let policy = AdvertisePolicy {
+        registries: kagami_core::RegistrySet::Only(["quay.io".parse().unwrap()].into()),
+        ..AdvertisePolicy::default()
+    };
+    let advertiser = Advertiser::spawn_with_cache(
+        store.clone() as Arc<dyn Store>,
+        Some(cache.clone() as Arc<dyn Store>),
+        router,
+        policy,
+    );
+    let wait = |want: BTreeSet<Key>| {
+        let advertiser = &advertiser;
+        async move {
+            eventually(&format!("advertising exactly {want:?}"), || async {
+                advertiser.snapshot() == want
+            })
+            .await;
+        }
+    };
+    // The store's loose content is not shared (no quay.io image reaches
+    // it); the cache's is.
+    wait(keys(&[Key::Digest(digest(2))])).await;
+    cache.hold(digest(3));
+    cache.emit(Event::ContentAdded(digest(3)));
+    wait(keys(&[Key::Digest(digest(2)), Key::Digest(digest(3))])).await;
+    assert_eq!(
+        other
+            .find_providers(&Key::Digest(digest(3)), 3)
+            .await
+            .unwrap(),
+        vec![peer(1)]
+    );
+    cache.drop_content(&digest(2));
+    cache.emit(Event::ContentRemoved(digest(2)));
+    wait(keys(&[Key::Digest(digest(3))])).await;
+}
