@@ -36,7 +36,10 @@ mod trace;
 pub use app::{Config, app, app_with_mirror};
 pub use budget::DEFAULT_BODY_BYTES_IN_FLIGHT;
 pub use error::Error;
-pub use mirror::{MIRRORED_HEADER, Mirror, MirrorConfig, MirrorStats, Mirrored, PeerTls};
+pub use mirror::{
+    MIRRORED_HEADER, Mirror, MirrorConfig, MirrorStats, Mirrored, ORIGIN_HEADER, PeerTls,
+    PullThrough, TagSource, Through,
+};
 pub use routes::{Readiness, probes};
 pub use server::{
     Accepted, Admission, Closed, ConnectionStats, Handshake, Limits, ServeOptions, serve,

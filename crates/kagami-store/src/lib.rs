@@ -21,6 +21,7 @@ mod gc;
 mod hash;
 mod import;
 mod index_file;
+mod layered;
 mod layout;
 mod lock;
 mod names;
@@ -42,5 +43,6 @@ pub use error::Error;
 pub use import::limits::{
     EXPANSION_FLOOR, EXPANSION_RATIO, MAX_JSON_BYTES, MAX_UNREFERENCED_BYTES,
 };
+pub use layered::Layered;
 pub use layout::{Layout, Options};
 pub use spool::{Spool, SpoolUsage};

@@ -31,6 +31,8 @@ pub struct BedConfig {
     pub kagami: PathBuf,
     /// kagami's `--log-level`.
     pub log_level: String,
+    /// kagami's `--pull-through`.
+    pub pull_through: bool,
 }
 
 /// An image published to the upstreams.
@@ -126,6 +128,7 @@ impl Bed {
             mirrors: vec![upstream.host(), tls_upstream.host()],
             registries_yaml,
             log_level: config.log_level.clone(),
+            pull_through: config.pull_through,
         };
         let mut nodes: Vec<Node> = Vec::with_capacity(config.hosts);
         for i in 0..config.hosts.max(1) {

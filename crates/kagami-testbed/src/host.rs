@@ -46,6 +46,8 @@ pub struct NodeConfig {
     pub registries_yaml: PathBuf,
     /// `--log-level`.
     pub log_level: String,
+    /// `--pull-through`.
+    pub pull_through: bool,
 }
 
 /// A running host.
@@ -105,6 +107,7 @@ impl Node {
             ),
             ("--node-ip", link.addr.to_string()),
             ("--log-level", config.log_level.clone()),
+            ("--pull-through", config.pull_through.to_string()),
         ] {
             args.extend([flag.to_owned(), value]);
         }

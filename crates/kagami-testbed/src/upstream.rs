@@ -151,6 +151,32 @@ impl Upstream {
         run(&mut command).map(drop)
     }
 
+    /// The HTTP status the registry answers `/v2/` with when asked without
+    /// credentials (from its own host).
+    pub fn anonymous_status(&self) -> Result<u16, Error> {
+        let scheme = if self.kind == Kind::Plain {
+            "http"
+        } else {
+            "https"
+        };
+        let mut command = in_ns(&self.link.ns, "curl");
+        command
+            .args([
+                "--silent",
+                "--insecure",
+                "--max-time",
+                "5",
+                "--output",
+                "/dev/null",
+            ])
+            .args(["--write-out", "%{http_code}"])
+            .arg(format!("{scheme}://127.0.0.1:{PORT}/v2/"));
+        let code = run(&mut command)?;
+        code.trim()
+            .parse()
+            .map_err(|_| Error::Check(format!("curl printed {code:?}, not a status")))
+    }
+
     /// The registry's own log.
     pub fn log(&self) -> String {
         self.process.log()

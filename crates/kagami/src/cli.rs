@@ -380,6 +380,9 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         );
     } else {
         let mut options = args.p2p.options(args.bind_address)?;
+        options.pull_through = args
+            .p2p
+            .pull_through(registries.as_ref(), !args.disable_default_registry_endpoint);
         options.mirror.mirrored = shared.set();
         registry.served = shared.set();
         tracing::info!(registries = %shared, "sharing through the P2P network");

@@ -87,6 +87,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             bootstrap,
             psk_file: Some(trust.material().psk_path()),
+            // A loopback demo of the P2P mirror: no upstream to ask.
+            pull_through: None,
             ..Options::default()
         };
         let node = Node::builder()

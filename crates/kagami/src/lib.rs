@@ -19,12 +19,14 @@ mod sharing;
 mod status;
 mod tls_accept;
 pub mod trust;
+mod upstreams;
 
 pub use admission::{JOIN_BURST, JOIN_RATE_PER_SECOND};
 pub use hosts::{DEFAULT_CONFIG_PATH as DEFAULT_CONTAINERD_CONFIG_PATH, HostsConfig, Mirrored};
 pub use node::{Builder, Error, Node, Security, StoreChoice};
 pub use sharing::{SharedRegistries, local_hosts};
 pub use trust::{CertPolicy, NodeTrust, TrustError, host_name, node_names};
+pub use upstreams::upstream_config;
 
 /// Default port of the registry API, the one K3s's embedded mirror uses.
 pub const DEFAULT_REGISTRY_PORT: u16 = 6443;

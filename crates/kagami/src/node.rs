@@ -255,6 +255,11 @@ impl Builder {
                 None
             }
         };
+        // What the pull-through cache holds is served as this node's own.
+        let store: Arc<dyn Store> = match p2p.as_ref().and_then(P2p::cache) {
+            Some(cache) => Arc::new(kagami_store::Layered::new(store, Arc::new(cache.clone()))),
+            None => store,
+        };
         if let Some(p2p) = &p2p {
             let router = p2p.router().clone();
             readiness.set_detail(move || format!("p2p peers: {}", router.routing_peers()));

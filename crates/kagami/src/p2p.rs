@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use kagami_core::store::Store;
 use kagami_p2p::{AdvertisePolicy, Advertiser, Multiaddr, PeerId, Psk};
-use kagami_registry::{Mirror, MirrorConfig};
+use kagami_registry::{Mirror, MirrorConfig, PullThrough};
+use kagami_store::Spool;
 
 use crate::trust::NodeTrust;
 
@@ -45,6 +46,15 @@ pub enum Error {
         /// The address asked for.
         listen: SocketAddr,
     },
+    /// The pull-through cache could not be opened.
+    #[error("cannot open the pull-through cache in {path}")]
+    Cache {
+        /// Its directory.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: Box<kagami_store::Error>,
+    },
     /// The mirror's HTTP client could not be built.
     #[error("cannot set up the mirror")]
     Mirror(#[source] Box<kagami_registry::Error>),
@@ -68,6 +78,36 @@ pub struct Options {
     /// How often each provided key is announced again (default 15
     /// minutes); must be shorter than `record_ttl`.
     pub republish_interval: Duration,
+    /// Pull-through: what no peer serves is fetched from the upstream
+    /// once for the cluster, by the key's origin, and kept in the cache
+    /// under `DATA_DIR/cache`. On by default (every registry reached at
+    /// itself); `None` turns it off: the node then never contacts an
+    /// upstream.
+    pub pull_through: Option<PullThroughOptions>,
+}
+
+/// How a node pulls through.
+#[derive(Debug, Clone)]
+pub struct PullThroughOptions {
+    /// Where each registry's content is fetched from.
+    pub upstream: kagami_upstream::Config,
+    /// Most bytes the cache keeps (default [`DEFAULT_CACHE_SIZE`]).
+    pub cache_size: u64,
+}
+
+/// Default size of the pull-through cache: 10 GiB.
+pub const DEFAULT_CACHE_SIZE: u64 = 10 << 30;
+
+impl Default for PullThroughOptions {
+    fn default() -> PullThroughOptions {
+        PullThroughOptions {
+            upstream: kagami_upstream::Config {
+                default_endpoint: true,
+                ..kagami_upstream::Config::default()
+            },
+            cache_size: DEFAULT_CACHE_SIZE,
+        }
+    }
 }
 
 impl Default for Options {
@@ -79,6 +119,7 @@ impl Default for Options {
             mirror: MirrorConfig::default(),
             record_ttl: kagami_p2p::DEFAULT_RECORD_TTL,
             republish_interval: kagami_p2p::DEFAULT_REPUBLISH_INTERVAL,
+            pull_through: Some(PullThroughOptions::default()),
         }
     }
 }
@@ -89,6 +130,8 @@ pub struct P2p {
     router: kagami_p2p::Router,
     advertiser: Arc<Advertiser>,
     mirror: Mirror,
+    /// The pull-through cache, when pulling through.
+    cache: Option<Spool>,
 }
 
 /// Where the pre-shared key lives when no file is named.
@@ -125,8 +168,26 @@ impl P2p {
                 source: Box::new(source),
             })?;
         let shared: Arc<dyn kagami_core::router::Router> = Arc::new(router.clone());
-        let advertiser = Advertiser::spawn(
+        let cache = match &options.pull_through {
+            Some(pull) => {
+                let path = data_dir.join("cache");
+                let spool = Spool::open(&path, pull.cache_size)
+                    .await
+                    .map_err(|source| Error::Cache {
+                        path: path.clone(),
+                        source: Box::new(source),
+                    })?;
+                tracing::info!(cache = %path.display(), size = pull.cache_size, "pull-through on: what no peer serves is fetched from the upstream once for the cluster, by its origin");
+                Some(spool)
+            }
+            None => {
+                tracing::info!("pull-through off: this node never contacts an upstream registry");
+                None
+            }
+        };
+        let advertiser = Advertiser::spawn_with_cache(
             store,
+            cache.clone().map(|spool| Arc::new(spool) as Arc<dyn Store>),
             shared.clone(),
             AdvertisePolicy {
                 advertise_latest: options.mirror.advertise_latest,
@@ -144,7 +205,15 @@ impl P2p {
             mirror_config.peer_tls = Some(peer_tls(trust.clone()));
         }
         mirror_config.own_addrs.push(registry_addr);
-        let mirror = Mirror::new(shared, mirror_config).map_err(|e| Error::Mirror(Box::new(e)))?;
+        let pull = match (&options.pull_through, &cache) {
+            (Some(pull), Some(spool)) => Some(PullThrough {
+                upstream: Arc::new(kagami_upstream::Client::new(pull.upstream.clone())),
+                cache: Arc::new(spool.clone()),
+            }),
+            _ => None,
+        };
+        let mirror = Mirror::with_pull_through(shared, mirror_config, pull)
+            .map_err(|e| Error::Mirror(Box::new(e)))?;
         tracing::info!(
             peer_id = %router.peer_id(),
             listen = ?router.listen_addrs(),
@@ -156,6 +225,7 @@ impl P2p {
             router,
             advertiser: Arc::new(advertiser),
             mirror,
+            cache,
         })
     }
 
@@ -183,6 +253,11 @@ impl P2p {
     /// The mirror path (its counters in particular).
     pub fn mirror(&self) -> &Mirror {
         &self.mirror
+    }
+
+    /// The pull-through cache, when pulling through.
+    pub fn cache(&self) -> Option<&Spool> {
+        self.cache.as_ref()
     }
 
     /// How many keys the advertiser has had the router accept.

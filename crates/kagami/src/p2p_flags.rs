@@ -55,6 +55,30 @@ pub struct P2pArgs {
     #[arg(long, value_parser = parse_rate, default_value = "512KiB")]
     min_peer_rate: u64,
 
+    /// Pull-through: what no peer serves is fetched from the upstream once for the cluster, by its origin; `false`: never contact an upstream.
+    #[arg(long, env = "KAGAMI_PULL_THROUGH", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pull_through: bool,
+
+    /// Most bytes the pull-through cache (DATA_DIR/cache) keeps: `10GiB`, `500MB`.
+    #[arg(long, env = "KAGAMI_CACHE_SIZE", value_parser = parse_rate, default_value = "10GiB")]
+    cache_size: u64,
+
+    /// How long a tag resolved at the upstream is trusted before it is asked again.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    tag_ttl: Duration,
+
+    /// Longest wait for a key's origin to answer (it may be asking the upstream) before the next closest node is asked.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
+    origin_timeout: Duration,
+
+    /// Longest wait for an upstream registry's response head.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    upstream_timeout: Duration,
+
+    /// Longest an upstream registry may go without sending a byte of a body.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    upstream_idle_timeout: Duration,
+
     /// Most providers asked for and tried per key.
     #[arg(long, default_value_t = MirrorConfig::DEFAULT_MAX_PROVIDERS)]
     max_providers: usize,
@@ -91,6 +115,27 @@ impl P2pArgs {
         Ok(())
     }
 
+    /// Pull-through as the flags and `registries.yaml` say, or `None`
+    /// with `--pull-through false`.
+    pub fn pull_through(
+        &self,
+        registries: Option<&kagami_config::Registries>,
+        default_endpoint: bool,
+    ) -> Option<kagami::p2p::PullThroughOptions> {
+        if !self.pull_through {
+            return None;
+        }
+        let budgets = kagami_upstream::Budgets {
+            response: self.upstream_timeout,
+            idle: self.upstream_idle_timeout,
+            ..kagami_upstream::Budgets::default()
+        };
+        Some(kagami::p2p::PullThroughOptions {
+            upstream: kagami::upstream_config(registries, default_endpoint, budgets),
+            cache_size: self.cache_size,
+        })
+    }
+
     /// Whether `--embedded-registry` is on.
     pub fn embedded_registry(&self) -> bool {
         self.embedded_registry
@@ -123,6 +168,8 @@ impl P2pArgs {
             manifest_timeout: self.manifest_timeout,
             max_providers: self.max_providers,
             min_peer_rate: self.min_peer_rate,
+            tag_ttl: self.tag_ttl,
+            origin_timeout: self.origin_timeout,
             ..MirrorConfig::default()
         };
         Ok(Options {
@@ -130,12 +177,15 @@ impl P2pArgs {
             bootstrap,
             psk_file: self.psk_file.clone(),
             mirror,
+            // Set by `pull_through` once registries.yaml is read.
+            pull_through: None,
             ..Options::default()
         })
     }
 }
 
-/// Bytes per second from `512KiB`, `2MB`, `1048576` (a `/s` may follow).
+/// Bytes (per second, for rates) from `512KiB`, `2MB`, `10GiB`,
+/// `1048576` (a `/s` may follow).
 fn parse_rate(text: &str) -> Result<u64, String> {
     let text = text.trim().trim_end_matches("/s");
     let split = text
@@ -149,9 +199,15 @@ fn parse_rate(text: &str) -> Result<u64, String> {
         "" | "B" => 1,
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
-        other => return Err(format!("unknown unit {other:?} (B, KB, MB, KiB, MiB)")),
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
     };
     number
         .checked_mul(scale)
@@ -184,5 +240,6 @@ mod tests {
         assert_eq!(parse_rate("0"), Ok(0));
         assert!(parse_rate("fast").is_err());
         assert!(parse_rate("1TB").is_err());
+        assert_eq!(parse_rate("10GiB"), Ok(10 << 30));
     }
 }

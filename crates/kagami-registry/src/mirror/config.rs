@@ -48,6 +48,13 @@ pub struct MirrorConfig {
     /// response head through the mirror, lookup included. Blob bodies
     /// have no overall limit, only [`stall_timeout`](Self::stall_timeout).
     pub manifest_timeout: Duration,
+    /// Longest wait for an origin's response head when pulling through
+    /// (it may have to ask the upstream first); then the next closest
+    /// node is asked.
+    pub origin_timeout: Duration,
+    /// How long a tag resolved at the upstream is trusted before it is
+    /// asked again.
+    pub tag_ttl: Duration,
     /// Most providers asked for, and tried, per key.
     pub max_providers: usize,
     /// How long a peer that served bytes not matching their digest, or
@@ -87,6 +94,12 @@ impl MirrorConfig {
     pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(3);
     /// Spegel's budget for a manifest or `HEAD`.
     pub const DEFAULT_MANIFEST_TIMEOUT: Duration = Duration::from_secs(3);
+    /// Above the upstream client's own budget for a response head, so an
+    /// origin that is fetching is not abandoned for another that would
+    /// fetch again.
+    pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(20);
+    /// Seconds: a rollout asks once, a moved tag is followed soon.
+    pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(5);
     /// Spegel's: three holders are enough to hedge and resume.
     pub const DEFAULT_MAX_PROVIDERS: usize = 3;
     /// Long enough to stop a corrupt or untrusted peer being picked again
@@ -107,6 +120,8 @@ impl Default for MirrorConfig {
             min_peer_rate: MirrorConfig::DEFAULT_MIN_PEER_RATE,
             rate_window: MirrorConfig::DEFAULT_RATE_WINDOW,
             manifest_timeout: MirrorConfig::DEFAULT_MANIFEST_TIMEOUT,
+            origin_timeout: MirrorConfig::DEFAULT_ORIGIN_TIMEOUT,
+            tag_ttl: MirrorConfig::DEFAULT_TAG_TTL,
             max_providers: MirrorConfig::DEFAULT_MAX_PROVIDERS,
             bad_peer_ttl: MirrorConfig::DEFAULT_BAD_PEER_TTL,
             own_addrs: Vec::new(),

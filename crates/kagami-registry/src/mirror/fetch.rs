@@ -123,6 +123,9 @@ fn alert_received(io: &std::io::Error) -> Option<String> {
 pub(super) struct Target {
     pub(super) registry: Registry,
     pub(super) repository: Repository,
+    /// Asks the peer as the content's origin: it fetches from the upstream
+    /// what it does not hold (see `through`).
+    pub(super) origin: bool,
 }
 
 /// A manifest a peer sent, checked against its digest.
@@ -225,6 +228,47 @@ impl Fetch {
         })
     }
 
+    /// What a tag names, asked of `peer` as its origin (`HEAD` of the
+    /// manifest): `None` when the peer answers 404.
+    pub(super) async fn resolve(
+        &self,
+        peer: &Peer,
+        target: &Target,
+        tag: &kagami_core::Tag,
+        budget: Duration,
+    ) -> Result<Option<kagami_core::upstream::Resolved>, AttemptError> {
+        let accept = MediaType::ALL.map(MediaType::as_str).join(", ");
+        let request = self
+            .request(Method::HEAD, peer, target, "manifests", tag.as_str())?
+            .header(ACCEPT, accept);
+        let response = match tokio::time::timeout(budget, request.send()).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(source)) => return Err(AttemptError::request(source)),
+            Err(_) => return Err(AttemptError::Timeout { budget }),
+        };
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            status => return Err(AttemptError::Status { status }),
+        }
+        let headers = response.headers();
+        let digest = text(headers, DOCKER_CONTENT_DIGEST.as_str())
+            .and_then(|value| value.parse::<Digest>().ok())
+            .ok_or(AttemptError::Header {
+                what: "no valid Docker-Content-Digest",
+            })?;
+        let media_type = text(headers, CONTENT_TYPE.as_str())
+            .and_then(|value| value.parse::<MediaType>().ok())
+            .ok_or(AttemptError::Header {
+                what: "not a manifest media type",
+            })?;
+        Ok(Some(kagami_core::upstream::Resolved {
+            digest,
+            media_type,
+            size: length(headers)?,
+        }))
+    }
+
     /// `GET` or `HEAD` of a blob, whole or `range`, up to the response
     /// head. The answer must be the one asked for: 200 with a length for
     /// the whole blob, 206 with the `Content-Range` that `range` selects,
@@ -309,7 +353,12 @@ impl Fetch {
         })?;
         url.query_pairs_mut()
             .append_pair("ns", target.registry.as_str());
-        Ok(client.request(method, url).header(MIRRORED_HEADER, "true"))
+        let request = client.request(method, url).header(MIRRORED_HEADER, "true");
+        Ok(if target.origin {
+            request.header(super::through::ORIGIN_HEADER, "true")
+        } else {
+            request
+        })
     }
 
     async fn send(&self, request: RequestBuilder) -> Result<Response, AttemptError> {

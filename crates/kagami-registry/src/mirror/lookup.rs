@@ -66,6 +66,11 @@ impl Lookup {
         }
     }
 
+    /// The router lookups go to.
+    pub(super) fn router(&self) -> &Arc<dyn Router> {
+        &self.router
+    }
+
     /// The providers of `key`; empty when none was found in time.
     pub(super) async fn providers(&self, key: &Key, stats: &MirrorStats) -> Providers {
         let answer = self.slot(key);

@@ -30,6 +30,7 @@ mod pull;
 mod relay;
 mod report;
 mod stats;
+mod through;
 mod tls;
 mod verify;
 
@@ -41,7 +42,9 @@ use kagami_core::router::Router;
 use kagami_core::{Registry, Tag};
 
 pub use config::{MirrorConfig, Mirrored};
-pub use stats::MirrorStats;
+pub use stats::{MirrorStats, TagSource, Through};
+pub(crate) use through::Fresh;
+pub use through::{ORIGIN_HEADER, PullThrough};
 pub use tls::PeerTls;
 
 use crate::error::Error;
@@ -70,12 +73,24 @@ struct Inner {
     latency: hedge::Latency,
     stats: MirrorStats,
     report: report::Report,
+    /// Pull-through, when configured.
+    through: Option<through::State>,
 }
 
 impl Mirror {
     /// A mirror that finds providers with `router`. Fails only when the
     /// HTTP client cannot be built.
     pub fn new(router: Arc<dyn Router>, config: MirrorConfig) -> Result<Mirror, Error> {
+        Mirror::with_pull_through(router, config, None)
+    }
+
+    /// A mirror that also pulls through `pull`: misses no peer serves are
+    /// fetched from the upstream by their origin (see `through`).
+    pub fn with_pull_through(
+        router: Arc<dyn Router>,
+        config: MirrorConfig,
+        pull: Option<PullThrough>,
+    ) -> Result<Mirror, Error> {
         let fetch = fetch::Fetch::new(&config)?;
         let lookup = lookup::Lookup::new(
             router,
@@ -92,6 +107,7 @@ impl Mirror {
                 latency: hedge::Latency::default(),
                 stats: MirrorStats::default(),
                 report: report::Report::default(),
+                through: pull.map(through::State::new),
             }),
         })
     }
@@ -117,6 +133,16 @@ impl Mirror {
         if self.inner.config.peer_tls.is_some() {
             self.inner.peers.forgive_untrusted();
         }
+    }
+
+    /// The mirror as this node's role of origin: for a peer's request
+    /// that asks this node as the content's origin ([`ORIGIN_HEADER`]),
+    /// when it pulls through.
+    pub(crate) fn as_origin<'a>(
+        mirror: Option<&'a Mirror>,
+        headers: &HeaderMap,
+    ) -> Option<&'a Mirror> {
+        mirror.filter(|m| m.inner.through.is_some() && headers.contains_key(ORIGIN_HEADER))
     }
 
     /// The mirror a request may use: none for a request from a peer.

@@ -52,10 +52,23 @@ impl Mirror {
             .await;
             inner.settle(&key, won)
         });
-        let won = fetched.await?;
+        let Some(won) = fetched.await else {
+            if let TagOrDigest::Digest(digest) = reference
+                && self.pulls_through(registry)
+            {
+                return self
+                    .manifest_through_origins(registry, repository, digest)
+                    .await;
+            }
+            return None;
+        };
         inner
             .stats
             .relayed(&won.peer.id, won.value.bytes.len() as u64);
+        if tag.is_some() && self.pulls_through(registry) {
+            // The upstream could not be asked: the peers' record stood in.
+            inner.stats.tag_resolved(super::stats::TagSource::Peers);
+        }
         let Manifest {
             media_type,
             digest,
@@ -92,6 +105,11 @@ impl Mirror {
             Some((inner.settle(&key, won)?, peers))
         });
         let Some((won, peers)) = opened.await else {
+            if self.pulls_through(registry) {
+                return self
+                    .blob_through_origins(registry, repository, digest, range, head)
+                    .await;
+            }
             return Ok(None);
         };
         let (response, part) = match won.value {
@@ -177,5 +195,6 @@ fn target(registry: &Registry, repository: &Repository) -> Target {
     Target {
         registry: registry.clone(),
         repository: repository.clone(),
+        origin: false,
     }
 }

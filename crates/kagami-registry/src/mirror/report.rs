@@ -29,6 +29,7 @@ const MAX_SUBJECTS: usize = 4096;
 pub(super) struct Report {
     keys: Quiet<Key>,
     peers: Quiet<String>,
+    registries: Quiet<String>,
 }
 
 impl Report {
@@ -38,6 +39,20 @@ impl Report {
             tracing::info!(%key, %why, "not served from peers");
         } else {
             tracing::debug!(%key, %why, "not served from peers");
+        }
+    }
+
+    /// Logs that an upstream registry could not be used (unavailable, or
+    /// it answered badly): WARN once a minute per registry.
+    pub(super) fn upstream(
+        &self,
+        registry: &kagami_core::Registry,
+        error: &kagami_core::upstream::Error,
+    ) {
+        if self.registries.should_log(&registry.to_string()) {
+            tracing::warn!(%registry, %error, "cannot pull through from the upstream");
+        } else {
+            tracing::debug!(%registry, %error, "cannot pull through from the upstream");
         }
     }
 

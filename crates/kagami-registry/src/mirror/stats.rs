@@ -23,6 +23,65 @@ pub struct MirrorStats {
     hedges: AtomicU64,
     relayed: Mutex<HashMap<String, u64>>,
     relayed_unattributed: AtomicU64,
+    upstream_bytes: AtomicU64,
+    through: [AtomicU64; 4],
+    tags: [AtomicU64; 2],
+}
+
+/// How a pull-through request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Through {
+    /// This node, the origin, fetched it from the upstream (or found it
+    /// arriving or kept).
+    Fetched,
+    /// Another node, the origin, served it.
+    FromOrigin,
+    /// The upstream said it has no such content or tag.
+    NotFound,
+    /// No origin could get it: the upstream unavailable, origins silent.
+    Unavailable,
+}
+
+impl Through {
+    /// Every outcome, for reporting.
+    pub const ALL: [Through; 4] = [
+        Through::Fetched,
+        Through::FromOrigin,
+        Through::NotFound,
+        Through::Unavailable,
+    ];
+
+    /// A short name for labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Through::Fetched => "fetched",
+            Through::FromOrigin => "from_origin",
+            Through::NotFound => "not_found",
+            Through::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Where a tag was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagSource {
+    /// At the upstream (by this node or the tag's origin).
+    Upstream,
+    /// From peers' tag records, the upstream being unreachable.
+    Peers,
+}
+
+impl TagSource {
+    /// Every source, for reporting.
+    pub const ALL: [TagSource; 2] = [TagSource::Upstream, TagSource::Peers];
+
+    /// A short name for labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagSource::Upstream => "upstream",
+            TagSource::Peers => "peers",
+        }
+    }
 }
 
 impl MirrorStats {
@@ -73,6 +132,33 @@ impl MirrorStats {
     /// Bytes from peers beyond the first 256 seen (the map is bounded).
     pub fn bytes_relayed_unattributed(&self) -> u64 {
         self.relayed_unattributed.load(Ordering::Relaxed)
+    }
+
+    /// Bytes this node received from upstream registries.
+    pub fn upstream_bytes(&self) -> u64 {
+        self.upstream_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Pull-through requests that ended `how`.
+    pub fn through(&self, how: Through) -> u64 {
+        self.through[how as usize].load(Ordering::Relaxed)
+    }
+
+    /// Tags resolved from `source`.
+    pub fn tags(&self, source: TagSource) -> u64 {
+        self.tags[source as usize].load(Ordering::Relaxed)
+    }
+
+    pub(super) fn upstream_bytes_received(&self, bytes: u64) {
+        self.upstream_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(super) fn pulled_through(&self, how: Through) {
+        self.through[how as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn tag_resolved(&self, source: TagSource) {
+        self.tags[source as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn lookup(&self) {

@@ -7,7 +7,8 @@
 //! would, `Range` included, without opening the content.
 //!
 //! A digest the store does not hold is asked of the mirror, when the
-//! request may use one, with the client's range passed on.
+//! request may use one, with the client's range passed on; a peer asking
+//! this node as the blob's origin gets it pulled through from the upstream.
 
 use std::ops::Range;
 
@@ -37,7 +38,7 @@ pub(crate) struct Blob {
 /// Answers a blob request; `head` leaves the body out.
 pub(super) async fn get(
     store: &dyn Store,
-    mirror: Option<&Mirror>,
+    (mirror, origin): (Option<&Mirror>, Option<&Mirror>),
     (registry, repository): (&Registry, &Repository),
     digest: Digest,
     headers: &HeaderMap,
@@ -49,12 +50,16 @@ pub(super) async fn get(
         .and_then(|value| value.to_str().ok())
         .and_then(ByteRange::parse);
     let mut found = held(store, &digest, requested, head).await?;
-    if found.is_none()
-        && let Some(mirror) = mirror
-    {
-        found = mirror
-            .blob(registry, repository, &digest, requested, head)
-            .await?;
+    if found.is_none() {
+        if let Some(mirror) = mirror {
+            found = mirror
+                .blob(registry, repository, &digest, requested, head)
+                .await?;
+        } else if let Some(origin) = origin {
+            found = origin
+                .origin_blob(registry, repository, &digest, requested, head)
+                .await?;
+        }
     }
     let Some(blob) = found else {
         return Err(Error::BlobUnknown { digest });

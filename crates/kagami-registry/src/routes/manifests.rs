@@ -8,7 +8,9 @@
 //!
 //! A tag or digest the store does not hold is asked of the mirror, when
 //! the request may use one; content that is held but is not a manifest is
-//! `MANIFEST_UNKNOWN` at once.
+//! `MANIFEST_UNKNOWN` at once. With pull-through, a tag is first resolved
+//! at the upstream (through the tag's origin), and a peer asking this node
+//! as an origin gets the manifest fetched from the upstream.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -19,23 +21,40 @@ use kagami_core::{Digest, MediaType, Reference, Registry, Repository};
 
 use super::{bounded, content};
 use crate::error::Error;
-use crate::mirror::Mirror;
+use crate::mirror::{Fresh, Mirror};
 use crate::path::TagOrDigest;
 
 /// Answers a manifest request; `head` leaves the body out.
 pub(super) async fn get(
     store: &dyn Store,
-    mirror: Option<&Mirror>,
+    (mirror, origin): (Option<&Mirror>, Option<&Mirror>),
     registry: Registry,
     repository: Repository,
     reference: TagOrDigest,
     head: bool,
 ) -> Result<Response, Error> {
-    let mut found = held(store, &registry, &repository, &reference).await?;
-    if found.is_none()
-        && let Some(mirror) = mirror
+    // Pulled through, a tag is what the upstream says it is now; what
+    // this node or its peers recorded for it counts only when the upstream
+    // cannot be asked (and a tag the upstream does not know is looked for
+    // here alone).
+    let mut asked = reference.clone();
+    let mut from_peers = true;
+    if let (TagOrDigest::Tag(tag), Some(mirror)) = (&reference, mirror)
+        && mirror.pulls_through(&registry)
     {
-        found = mirror.manifest(&registry, &repository, &reference).await;
+        match mirror.fresh_tag(&registry, &repository, tag).await {
+            Fresh::Is(digest) => asked = TagOrDigest::Digest(digest),
+            Fresh::NotFound => from_peers = false,
+            Fresh::Unavailable => {}
+        }
+    }
+    let mut found = held(store, &registry, &repository, &asked).await?;
+    if found.is_none() {
+        if let Some(mirror) = mirror.filter(|_| from_peers) {
+            found = mirror.manifest(&registry, &repository, &asked).await;
+        } else if let Some(origin) = origin {
+            found = origin.origin_manifest(&registry, &repository, &asked).await;
+        }
     }
     let Some((media_type, digest, bytes)) = found else {
         let reference = match reference {

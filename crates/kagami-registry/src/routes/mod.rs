@@ -106,18 +106,23 @@ async fn handle(
     let registry = || registry(uri, &state.config);
     let store = state.store.as_ref();
     let mirror = Mirror::for_request(state.mirror.as_ref(), headers);
+    let origin = Mirror::as_origin(state.mirror.as_ref(), headers);
     match Route::parse(rest)? {
         Route::Ping => Ok(([(CONTENT_TYPE, "application/json")], "{}").into_response()),
         Route::Manifest {
             repository,
             reference,
-        } => manifests::get(store, mirror, registry()?, repository, reference, head).await,
+        } => {
+            let mirrors = (mirror, origin);
+            manifests::get(store, mirrors, registry()?, repository, reference, head).await
+        }
         Route::Blob { repository, digest } => {
             // Content is addressed by digest alone; the registry and name
             // only tell a peer's mirror what it stands in for.
             let registry = registry()?;
             let name = (&registry, &repository);
-            blobs::get(store, mirror, name, digest, headers, head, &state.budget).await
+            let mirrors = (mirror, origin);
+            blobs::get(store, mirrors, name, digest, headers, head, &state.budget).await
         }
         Route::TagsList { repository } => tags::list(store, &registry()?, repository).await,
     }

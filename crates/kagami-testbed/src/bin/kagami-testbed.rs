@@ -42,6 +42,9 @@ struct Args {
     /// kagami's log level on every node.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// kagami's `--pull-through` on every node.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pull_through: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -110,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
         upstream_shape: shape(args.upstream_mbit),
         kagami,
         log_level: args.log_level.clone(),
+        pull_through: args.pull_through,
     };
     eprintln!("starting a bed of {} hosts …", args.hosts);
     let mut bed = tokio::task::spawn_blocking(move || Bed::start(config)).await??;

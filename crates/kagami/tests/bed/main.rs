@@ -20,6 +20,7 @@ fn config() -> BedConfig {
         upstream_shape: Shape::rate(100),
         kagami: env!("CARGO_BIN_EXE_kagami").into(),
         log_level: "info".to_owned(),
+        pull_through: true,
     }
 }
 
@@ -155,15 +156,16 @@ async fn a_containerd_restart_on_a_provider_does_not_stop_the_rollout() {
     remove(bed).await;
 }
 
-/// The TLS and basic-auth upstream serves the same image: a host pulls it
-/// through its kagami with the credentials and the CA of registries.yaml,
-/// and the image arrives whole.
+/// The TLS and basic-auth upstream: it refuses anonymous clients, and a
+/// host pulls from it without any credentials of its own, through its
+/// kagami, which uses the CA and credentials of registries.yaml.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tls_upstream_with_basic_auth_serves_pulls() {
+async fn the_tls_upstream_is_pulled_through_with_the_credentials_of_registries_yaml() {
     let (bed, image) = bed(MIB, 1).await;
-    // Without the credentials (and before any peer holds it) the upstream
-    // refuses.
-    assert!(bed.nodes[2].pull(&image.tls_reference, None).await.is_err());
+    assert_eq!(bed.tls_upstream.anonymous_status().unwrap(), 401);
+    bed.nodes[2].pull(&image.tls_reference, None).await.unwrap();
+    bed.nodes[2].check_image(&image.image).unwrap();
+    // The credentials work for containerd's own fallback too.
     let user = bed.tls_user();
     bed.nodes[1]
         .pull(&image.tls_reference, Some(&user))

@@ -61,6 +61,9 @@ impl Cluster {
             listen: loopback(),
             bootstrap,
             psk_file: Some(psk_file.to_owned()),
+            // These clusters test the P2P mirror; no test reaches outside
+            // loopback.
+            pull_through: None,
             ..Options::default()
         };
         tweak(&mut options);

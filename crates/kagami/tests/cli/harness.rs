@@ -121,6 +121,13 @@ impl Server {
             } else {
                 &["--https-listen-port", "0"][..]
             })
+            // No test reaches a registry outside loopback: pull-through
+            // only where a test turns it on.
+            .args(if extra.contains(&"--pull-through") {
+                &[][..]
+            } else {
+                &["--pull-through", "false"][..]
+            })
             // A machine running containerd must not change what these tests serve.
             .args(if extra.contains(&"--store") {
                 &[][..]
