@@ -16,7 +16,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use kagami_registry::{Closed, ConnectionStats};
+use kagami_registry::{Closed, ConnectionStats, TagSource, Through};
 
 use crate::p2p::P2p;
 
@@ -139,6 +139,103 @@ struct P2pReading {
     /// By peer ID, sorted so that scrapes list peers in one order.
     bytes_relayed: BTreeMap<String, u64>,
     bytes_unattributed: u64,
+    /// Pull-through, when on.
+    through: Option<ThroughReading>,
+}
+
+/// Pull-through's figures.
+#[derive(Debug, Default)]
+struct ThroughReading {
+    upstream_bytes: u64,
+    /// By outcome, in `Through::ALL`'s order.
+    outcomes: Vec<(&'static str, u64)>,
+    /// By source, in `TagSource::ALL`'s order.
+    tags: Vec<(&'static str, u64)>,
+    cache_bytes: u64,
+    cache_entries: u64,
+    cache_hits: u64,
+}
+
+impl ThroughReading {
+    fn take(p2p: &P2p) -> Option<ThroughReading> {
+        let cache = p2p.cache()?;
+        let stats = p2p.mirror().stats();
+        let usage = cache.usage();
+        Some(ThroughReading {
+            upstream_bytes: stats.upstream_bytes(),
+            outcomes: Through::ALL
+                .iter()
+                .map(|how| (how.as_str(), stats.through(*how)))
+                .collect(),
+            tags: TagSource::ALL
+                .iter()
+                .map(|source| (source.as_str(), stats.tags(*source)))
+                .collect(),
+            cache_bytes: usage.bytes,
+            cache_entries: (usage.kept + usage.arriving) as u64,
+            cache_hits: p2p.layered().map_or(0, kagami_store::Layered::cache_hits),
+        })
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        encoder
+            .encode_descriptor(
+                "upstream",
+                "Bytes this node received from upstream registries (pull-through).",
+                Some(&Unit::Bytes),
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, u64>(&self.upstream_bytes, None)?;
+        let mut outcomes = encoder.encode_descriptor(
+            "pull_through",
+            "Pull-through requests by outcome: fetched (this node, the origin, fetched or found it \
+             in its cache), from_origin (another node served it), not_found (the upstream has no \
+             such content or tag), unavailable (no origin could get it).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, count) in &self.outcomes {
+            outcomes
+                .encode_family(&[("outcome", *outcome)])?
+                .encode_counter::<NoLabelSet, _, u64>(count, None)?;
+        }
+        let mut tags = encoder.encode_descriptor(
+            "tag_resolutions",
+            "Tags resolved for clients, by source: upstream (by the tag's origin), peers (their tag \
+             records, the upstream being unreachable).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (source, count) in &self.tags {
+            tags.encode_family(&[("source", *source)])?
+                .encode_counter::<NoLabelSet, _, u64>(count, None)?;
+        }
+        encoder
+            .encode_descriptor(
+                "cache_hits",
+                "Reads answered by the pull-through cache.",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, u64>(&self.cache_hits, None)?;
+        encoder
+            .encode_descriptor(
+                "cache",
+                "Bytes the pull-through cache holds or is receiving.",
+                Some(&Unit::Bytes),
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&self.cache_bytes)?;
+        encoder
+            .encode_descriptor(
+                "cache_entries",
+                "Entries the pull-through cache holds or is receiving.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&self.cache_entries)?;
+        Ok(())
+    }
 }
 
 impl Reading {
@@ -159,6 +256,7 @@ impl Reading {
                     tls_failures: stats.tls_failures(),
                     bytes_relayed: stats.bytes_relayed().into_iter().collect(),
                     bytes_unattributed: stats.bytes_relayed_unattributed(),
+                    through: ThroughReading::take(p2p),
                 }
             }),
         }
@@ -246,6 +344,9 @@ impl Reading {
                 .encode_descriptor(name, help, None, MetricType::Gauge)?
                 .encode_gauge(&value)?;
         }
+        if let Some(through) = &p2p.through {
+            through.encode(&mut encoder)?;
+        }
         Ok(())
     }
 }
@@ -317,6 +418,14 @@ mod tests {
                     .into_iter()
                     .collect(),
                 bytes_unattributed: 99,
+                through: Some(ThroughReading {
+                    upstream_bytes: 11,
+                    outcomes: vec![("fetched", 1), ("from_origin", 2)],
+                    tags: vec![("upstream", 3)],
+                    cache_bytes: 5,
+                    cache_entries: 6,
+                    cache_hits: 4,
+                }),
             }),
         });
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
@@ -338,6 +447,13 @@ mod tests {
                 "kagami_mirror_peer_bytes_total{peer=\"other\"} 99",
                 "kagami_p2p_routing_peers 2",
                 "kagami_p2p_advertised_keys 7",
+                "kagami_upstream_bytes_total 11",
+                "kagami_pull_through_total{outcome=\"fetched\"} 1",
+                "kagami_pull_through_total{outcome=\"from_origin\"} 2",
+                "kagami_tag_resolutions_total{source=\"upstream\"} 3",
+                "kagami_cache_hits_total 4",
+                "kagami_cache_bytes 5",
+                "kagami_cache_entries 6",
             ]
         );
         for family in [

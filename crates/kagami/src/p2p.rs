@@ -10,7 +10,7 @@ use std::time::Duration;
 use kagami_core::store::Store;
 use kagami_p2p::{AdvertisePolicy, Advertiser, Multiaddr, PeerId, Psk};
 use kagami_registry::{Mirror, MirrorConfig, PullThrough};
-use kagami_store::Spool;
+use kagami_store::{Layered, Spool};
 
 use crate::trust::NodeTrust;
 
@@ -132,6 +132,8 @@ pub struct P2p {
     mirror: Mirror,
     /// The pull-through cache, when pulling through.
     cache: Option<Spool>,
+    /// The node's store with the cache under it, when pulling through.
+    layered: Option<Layered>,
 }
 
 /// Where the pre-shared key lives when no file is named.
@@ -185,6 +187,9 @@ impl P2p {
                 None
             }
         };
+        let layered = cache
+            .as_ref()
+            .map(|spool| Layered::new(store.clone(), Arc::new(spool.clone())));
         let advertiser = Advertiser::spawn_with_cache(
             store,
             cache.clone().map(|spool| Arc::new(spool) as Arc<dyn Store>),
@@ -226,6 +231,7 @@ impl P2p {
             advertiser: Arc::new(advertiser),
             mirror,
             cache,
+            layered,
         })
     }
 
@@ -258,6 +264,12 @@ impl P2p {
     /// The pull-through cache, when pulling through.
     pub fn cache(&self) -> Option<&Spool> {
         self.cache.as_ref()
+    }
+
+    /// The node's store with the pull-through cache under it (what the
+    /// registry API serves), when pulling through.
+    pub fn layered(&self) -> Option<&Layered> {
+        self.layered.as_ref()
     }
 
     /// How many keys the advertiser has had the router accept.
