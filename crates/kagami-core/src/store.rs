@@ -208,4 +208,8 @@ pub trait Cache: Store {
         size: u64,
         source: Source,
     ) -> Result<Filling, Error>;
+
+    /// Whether `digest` is arriving now: a reader of it waits on its
+    /// source, and goes at the source's pace.
+    fn arriving(&self, digest: &Digest) -> bool;
 }

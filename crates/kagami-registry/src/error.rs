@@ -104,6 +104,13 @@ pub enum Error {
         /// What the store said.
         source: store::Error,
     },
+    /// This node, asked as an origin, could not ask the upstream (it
+    /// failed, or timed out): the asker tries the next origin.
+    #[error("the upstream of {registry} cannot be reached from this node")]
+    UpstreamUnavailable {
+        /// The registry pulled through.
+        registry: kagami_core::Registry,
+    },
     /// The store failed.
     #[error("store failed")]
     Store {
@@ -149,7 +156,9 @@ impl Error {
             Error::ManifestUnknown { .. } => ErrorCode::ManifestUnknown,
             Error::BlobUnknown { .. } => ErrorCode::BlobUnknown,
             Error::RangeNotSatisfiable { .. } => ErrorCode::RangeInvalid,
-            Error::StoreUnavailable { .. } => ErrorCode::Unavailable,
+            Error::StoreUnavailable { .. } | Error::UpstreamUnavailable { .. } => {
+                ErrorCode::Unavailable
+            }
             Error::Store { .. }
             | Error::Render { .. }
             | Error::MirrorClient { .. }

@@ -37,8 +37,8 @@ pub use app::{Config, app, app_with_mirror};
 pub use budget::DEFAULT_BODY_BYTES_IN_FLIGHT;
 pub use error::Error;
 pub use mirror::{
-    MIRRORED_HEADER, Mirror, MirrorConfig, MirrorStats, Mirrored, ORIGIN_HEADER, PeerTls,
-    PullThrough, TagSource, Through,
+    MAX_ORIGINS, MIRRORED_HEADER, Mirror, MirrorConfig, MirrorStats, Mirrored, ORIGIN_HEADER,
+    PeerTls, PullThrough, TagSource, Through,
 };
 pub use routes::{Readiness, probes};
 pub use server::{

@@ -202,6 +202,51 @@ impl Bed {
             .collect()
     }
 
+    /// The hosts that pull `image` through from the plain upstream: for
+    /// each of its keys (tag, manifests, blobs), the closest node, as host
+    /// 0 sees the DHT; by index, each once, in host order.
+    pub fn origin_hosts(&self, image: &Published) -> Result<Vec<usize>, Error> {
+        let mut keys = vec![image.reference.clone()];
+        keys.extend(image.image.manifests.iter().map(ToString::to_string));
+        keys.extend(image.image.blobs.keys().map(ToString::to_string));
+        let mut hosts = Vec::new();
+        for key in &keys {
+            hosts.push(self.origin_of(key)?);
+        }
+        hosts.sort_unstable();
+        hosts.dedup();
+        Ok(hosts)
+    }
+
+    /// The host closest to `key`, as host 0 sees the DHT.
+    pub fn origin_of(&self, key: &str) -> Result<usize, Error> {
+        let origins = self.nodes[0].origins(key)?;
+        let closest = origins
+            .first()
+            .ok_or_else(|| Error::Check(format!("no origin named for {key}")))?;
+        for (index, node) in self.nodes.iter().enumerate() {
+            if node.peer_id()? == *closest {
+                return Ok(index);
+            }
+        }
+        Err(Error::Check(format!(
+            "the origin of {key}, {closest}, is no host of the bed"
+        )))
+    }
+
+    /// Cuts host `index` off from both upstreams (it still reaches the
+    /// other hosts).
+    pub fn cut_from_upstreams(&self, index: usize) -> Result<(), Error> {
+        let upstreams = [&self.upstream.link, &self.tls_upstream.link];
+        self.network.cut(&self.nodes[index].link, &upstreams)
+    }
+
+    /// Undoes [`Bed::cut_from_upstreams`].
+    pub fn heal_upstreams(&self, index: usize) -> Result<(), Error> {
+        let upstreams = [&self.upstream.link, &self.tls_upstream.link];
+        self.network.heal(&self.nodes[index].link, &upstreams)
+    }
+
     /// Makes an image of `total` bytes in `layers` layers and pushes it to
     /// both upstreams.
     pub fn publish(&mut self, total: u64, layers: u32) -> Result<Published, Error> {

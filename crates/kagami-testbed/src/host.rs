@@ -215,6 +215,23 @@ impl Node {
             .ok_or_else(|| Error::Check(format!("{}: no peer ID in its status", self.name)))
     }
 
+    /// The peer IDs of the nodes that pull `key` (a digest, or
+    /// `registry/repository:tag`) through from the upstream, closest first,
+    /// as this node sees the DHT (`/debug/p2p/origins`).
+    pub fn origins(&self, key: &str) -> Result<Vec<String>, Error> {
+        let text = self.get(&format!("/debug/p2p/origins?key={key}"))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Check(format!("{}: unreadable origins: {e}: {text}", self.name)))?;
+        Ok(value["origins"]
+            .as_array()
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| id.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Bytes the node has received from the peer `peer_id`.
     pub fn bytes_from(&self, peer_id: &str) -> Result<u64, Error> {
         Ok(self.status()?["bytes_relayed"][peer_id]

@@ -326,8 +326,10 @@ pub async fn cut_off(
     Ok(report)
 }
 
-/// A slow providing host: host 0 pulls, then its link is shaped to `slow`
-/// and every other host pulls at once.
+/// A slow providing host: the origin of the image's biggest layer pulls
+/// (the worst case: the slow provider is also the node others would pull
+/// that layer through), then its link is shaped to `slow` and every other
+/// host pulls at once.
 pub async fn slow_provider(
     bed: &mut Bed,
     image: &Published,
@@ -336,19 +338,62 @@ pub async fn slow_provider(
     let base = Baseline::take(bed)?;
     let notes = std::sync::Mutex::new(Vec::new());
     let n = bed.nodes.len();
-    let mut pulled = pull_all(&bed.nodes, &[0], image, &notes).await?;
-    wait_advertised(&bed.nodes[0], image).await?;
-    let link = bed.nodes[0].link.clone();
+    let biggest = image
+        .image
+        .blobs
+        .iter()
+        .max_by_key(|(_, size)| **size)
+        .map(|(digest, _)| digest.to_string())
+        .ok_or_else(|| Error::Check("the image has no blobs".to_owned()))?;
+    let provider = bed.origin_of(&biggest)?;
+    let mut pulled = pull_all(&bed.nodes, &[provider], image, &notes).await?;
+    wait_advertised(&bed.nodes[provider], image).await?;
+    let link = bed.nodes[provider].link.clone();
     bed.network().shape(&link, slow)?;
-    let others: Vec<usize> = (1..n).collect();
+    let others: Vec<usize> = (0..n).filter(|i| *i != provider).collect();
     let followers = pull_all(&bed.nodes, &others, image, &notes).await;
     bed.network().shape(&link, &bed.config().host_shape)?;
     pulled.extend(followers?);
     let mut notes = take(notes);
     notes.push(format!(
-        "host-0's link was {slow:?} while the others pulled"
+        "{} (the origin of the biggest layer) pulled first; its link was {slow:?} while the others pulled",
+        bed.nodes[provider].name
     ));
     base.report(bed, "slow-provider", image, &into_times(n, &pulled), notes)
+}
+
+/// *Origins only*: every host pulls at once, and only the image's origins
+/// (the nodes closest to its keys) can reach the upstream; the others are
+/// cut off from it, so what they get comes through the origins.
+pub async fn origins_only(bed: &Bed, image: &Published) -> Result<Report, Error> {
+    let base = Baseline::take(bed)?;
+    let notes = std::sync::Mutex::new(Vec::new());
+    let n = bed.nodes.len();
+    let origins = bed.origin_hosts(image)?;
+    let cut: Vec<usize> = (0..n).filter(|i| !origins.contains(i)).collect();
+    for &index in &cut {
+        bed.cut_from_upstreams(index)?;
+    }
+    let all: Vec<usize> = (0..n).collect();
+    let pulled = pull_all(&bed.nodes, &all, image, &notes).await;
+    for &index in &cut {
+        bed.heal_upstreams(index)?;
+    }
+    let pulled = pulled?;
+    let mut notes = take(notes);
+    let names = |which: &[usize]| {
+        which
+            .iter()
+            .map(|&i| bed.nodes[i].name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    notes.push(format!(
+        "origins {} reached the upstream; {} were cut off from it",
+        names(&origins),
+        names(&cut)
+    ));
+    base.report(bed, "origins-only", image, &into_times(n, &pulled), notes)
 }
 
 /// containerd restarted on the providing host during a rollout: host 0

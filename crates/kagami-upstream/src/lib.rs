@@ -17,6 +17,9 @@ mod client;
 mod config;
 mod tls;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use client::{Client, MAX_REDIRECTS};
 pub use config::{
     Budgets, Config, Credentials, Endpoint, HostConfig, MirrorConfig, Rewrite, TlsSettings,

@@ -151,6 +151,7 @@ struct ThroughReading {
     outcomes: Vec<(&'static str, u64)>,
     /// By source, in `TagSource::ALL`'s order.
     tags: Vec<(&'static str, u64)>,
+    tag_disagreements: u64,
     cache_bytes: u64,
     cache_entries: u64,
     cache_hits: u64,
@@ -171,6 +172,7 @@ impl ThroughReading {
                 .iter()
                 .map(|source| (source.as_str(), stats.tags(*source)))
                 .collect(),
+            tag_disagreements: stats.tag_disagreements(),
             cache_bytes: usage.bytes,
             cache_entries: (usage.kept + usage.arriving) as u64,
             cache_hits: p2p.layered().map_or(0, kagami_store::Layered::cache_hits),
@@ -210,6 +212,15 @@ impl ThroughReading {
             tags.encode_family(&[("source", *source)])?
                 .encode_counter::<NoLabelSet, _, u64>(count, None)?;
         }
+        encoder
+            .encode_descriptor(
+                "tag_disagreements",
+                "Peers' tag records seen to name another manifest than the upstream does (stale, or \
+                 forged); each tag and digest counted once.",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, u64>(&self.tag_disagreements, None)?;
         encoder
             .encode_descriptor(
                 "cache_hits",
@@ -422,6 +433,7 @@ mod tests {
                     upstream_bytes: 11,
                     outcomes: vec![("fetched", 1), ("from_origin", 2)],
                     tags: vec![("upstream", 3)],
+                    tag_disagreements: 12,
                     cache_bytes: 5,
                     cache_entries: 6,
                     cache_hits: 4,
@@ -451,6 +463,7 @@ mod tests {
                 "kagami_pull_through_total{outcome=\"fetched\"} 1",
                 "kagami_pull_through_total{outcome=\"from_origin\"} 2",
                 "kagami_tag_resolutions_total{source=\"upstream\"} 3",
+                "kagami_tag_disagreements_total 12",
                 "kagami_cache_hits_total 4",
                 "kagami_cache_bytes 5",
                 "kagami_cache_entries 6",

@@ -1,10 +1,16 @@
 //! `GET /debug/p2p`: what the node's P2P side knows and has done, as JSON,
-//! for operators, the demo and tests.
+//! for operators, the demo and tests; and `GET /debug/p2p/origins?key=K`:
+//! the nodes that pull `K` (a digest, or `registry/repository:tag`) through
+//! from the upstream, closest first, as this node sees the DHT.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Serialize;
+use http::StatusCode;
+use kagami_core::Key;
+use kagami_core::router::{Near, Router};
+use serde::{Deserialize, Serialize};
 
 use crate::p2p::P2p;
 
@@ -21,6 +27,8 @@ struct Status {
     resumes: u64,
     hedges: u64,
     bytes_relayed: std::collections::BTreeMap<String, u64>,
+    /// Bytes received from upstream registries (pull-through).
+    upstream_bytes: u64,
 }
 
 async fn status(State(p2p): State<P2p>) -> Json<Status> {
@@ -36,12 +44,59 @@ async fn status(State(p2p): State<P2p>) -> Json<Status> {
         resumes: stats.resumes(),
         hedges: stats.hedges(),
         bytes_relayed: stats.bytes_relayed().into_iter().collect(),
+        upstream_bytes: stats.upstream_bytes(),
     })
+}
+
+#[derive(Debug, Deserialize)]
+struct OriginsQuery {
+    key: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Origins {
+    key: String,
+    /// Peer IDs, closest first; this node's own among them when it is one.
+    origins: Vec<String>,
+}
+
+async fn origins(State(p2p): State<P2p>, Query(query): Query<OriginsQuery>) -> Response {
+    let key: Key = match query.key.parse() {
+        Ok(key) => key,
+        Err(error) => return (StatusCode::BAD_REQUEST, format!("key: {error}\n")).into_response(),
+    };
+    match p2p
+        .router()
+        .closest(&key, kagami_registry::MAX_ORIGINS)
+        .await
+    {
+        Ok(closest) => {
+            let this = p2p.peer_id().to_string();
+            let origins = closest
+                .into_iter()
+                .map(|near| match near {
+                    Near::ThisNode => this.clone(),
+                    Near::Peer(peer) => peer.id,
+                })
+                .collect();
+            Json(Origins {
+                key: key.to_string(),
+                origins,
+            })
+            .into_response()
+        }
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the DHT did not answer: {error}\n"),
+        )
+            .into_response(),
+    }
 }
 
 /// The status route, to merge into the registry's application.
 pub fn routes(p2p: P2p) -> axum::Router {
     axum::Router::new()
         .route("/debug/p2p", get(status))
+        .route("/debug/p2p/origins", get(origins))
         .with_state(p2p)
 }

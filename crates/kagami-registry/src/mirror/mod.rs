@@ -44,7 +44,7 @@ use kagami_core::{Registry, Tag};
 pub use config::{MirrorConfig, Mirrored};
 pub use stats::{MirrorStats, TagSource, Through};
 pub(crate) use through::Fresh;
-pub use through::{ORIGIN_HEADER, PullThrough};
+pub use through::{ARRIVING_HEADER, MAX_ORIGINS, ORIGIN_HEADER, PullThrough};
 pub use tls::PeerTls;
 
 use crate::error::Error;

@@ -125,6 +125,7 @@ impl Mirror {
             size: part.size,
             range: range.map(|_| part.range.clone()),
             body: None,
+            arriving: false,
         };
         if head {
             return Ok(Some(blob));

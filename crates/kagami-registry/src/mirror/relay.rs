@@ -5,7 +5,12 @@
 //! the floor's bytes per second over the rate window), the transfer
 //! resumes on another provider with `Range: bytes=<offset>-…` and the same
 //! body goes on. A peer too slow is also skipped for a while, so that when
-//! no other provider can take over, the client's retry goes past it.
+//! no other provider can take over, the client's retry goes past it. The
+//! one sender held to no floor is an origin passing on what still arrives
+//! from the upstream (it says so, [`ARRIVING_HEADER`]): its pace is the
+//! upstream's.
+//!
+//! [`ARRIVING_HEADER`]: super::ARRIVING_HEADER
 //!
 //! A whole blob is hashed as it passes, and its last chunk is held back
 //! until the hash is known: when it does not match the digest, the body
@@ -53,6 +58,9 @@ pub(super) struct Relay {
     /// Since when the current peer's rate is measured, and what it sent
     /// since.
     window: (tokio::time::Instant, u64),
+    /// The current peer is an origin sending what still arrives from the
+    /// upstream: it goes at the upstream's pace, and no floor holds.
+    unfloored: bool,
 }
 
 impl Relay {
@@ -66,6 +74,7 @@ impl Relay {
         spare: Vec<Peer>,
     ) -> Relay {
         let hasher = (part.range == (0..part.size)).then(|| Hasher::new(digest.algorithm()));
+        let unfloored = target.origin && response.headers().contains_key(super::ARRIVING_HEADER);
         Relay {
             mirror,
             target,
@@ -78,6 +87,7 @@ impl Relay {
             contributors: Vec::new(),
             spare,
             window: (tokio::time::Instant::now(), 0),
+            unfloored,
         }
     }
 
@@ -85,8 +95,7 @@ impl Relay {
     /// each full window starts the count again.
     fn too_slow(&mut self, received: usize) -> bool {
         let floor = self.mirror.fetch.min_rate();
-        // An origin sends as fast as its upstream: no floor for it.
-        if floor == 0 || self.target.origin {
+        if floor == 0 || self.unfloored {
             return false;
         }
         let (since, bytes) = &mut self.window;
@@ -214,6 +223,8 @@ impl Relay {
         self.spare
             .retain(|peer| *peer != won.peer && !won.failed.contains(peer));
         self.peer = won.peer;
+        self.unfloored =
+            self.target.origin && won.value.headers().contains_key(super::ARRIVING_HEADER);
         self.body = Box::pin(won.value.bytes_stream());
         self.window = (tokio::time::Instant::now(), 0);
         Ok(())

@@ -5,9 +5,11 @@
 //!   flood its log;
 //! - when a peer fails the TLS checks, or no TLS client can be made for
 //!   it, a WARN: the cluster's trust is broken there, which an operator
-//!   must see, but a peer asked for many keys is still one line.
+//!   must see, but a peer asked for many keys is still one line;
+//! - when a peer's record of a tag names another manifest than the
+//!   upstream does (stale, or forged), once per tag and digest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -30,6 +32,8 @@ pub(super) struct Report {
     keys: Quiet<Key>,
     peers: Quiet<String>,
     registries: Quiet<String>,
+    /// Tag records seen to disagree, as (tag, digest recorded).
+    disagreements: Mutex<HashSet<(String, kagami_core::Digest)>>,
 }
 
 impl Report {
@@ -54,6 +58,34 @@ impl Report {
         } else {
             tracing::debug!(%registry, %error, "cannot pull through from the upstream");
         }
+    }
+
+    /// Logs, once per tag and digest, that `holder` (a peer ID, or this
+    /// node) records `tagged` as `recorded` while the upstream names
+    /// `upstream`; whether it was new.
+    pub(super) fn tag_disagrees(
+        &self,
+        tagged: &kagami_core::Reference,
+        holder: &str,
+        recorded: &kagami_core::Digest,
+        upstream: &kagami_core::Digest,
+    ) -> bool {
+        let seen = (tagged.to_string(), recorded.clone());
+        {
+            let mut disagreements = lock(&self.disagreements);
+            if disagreements.contains(&seen) {
+                return false;
+            }
+            if disagreements.len() >= MAX_SUBJECTS {
+                disagreements.clear();
+            }
+            disagreements.insert(seen);
+        }
+        tracing::info!(
+            tag = %tagged, %holder, %recorded, %upstream,
+            "a node's record of this tag disagrees with the upstream (stale, or forged); the upstream's answer is served"
+        );
+        true
     }
 
     /// Logs that `peer` failed the TLS checks, or that no TLS client

@@ -26,6 +26,7 @@ pub struct MirrorStats {
     upstream_bytes: AtomicU64,
     through: [AtomicU64; 4],
     tags: [AtomicU64; 2],
+    tag_disagreements: AtomicU64,
 }
 
 /// How a pull-through request ended.
@@ -147,6 +148,16 @@ impl MirrorStats {
     /// Tags resolved from `source`.
     pub fn tags(&self, source: TagSource) -> u64 {
         self.tags[source as usize].load(Ordering::Relaxed)
+    }
+
+    /// Peers' tag records seen to name another manifest than the
+    /// upstream does (each tag and digest counted once).
+    pub fn tag_disagreements(&self) -> u64 {
+        self.tag_disagreements.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn tag_disagreed(&self) {
+        self.tag_disagreements.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn upstream_bytes_received(&self, bytes: u64) {

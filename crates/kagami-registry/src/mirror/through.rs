@@ -13,6 +13,8 @@
 //! key's origin asks the registry (a `HEAD`), and keeps the answer for
 //! [`MirrorConfig::tag_ttl`](super::MirrorConfig), so a rollout of a
 //! thousand nodes costs one request; the manifest then comes by digest.
+//! Having asked, the origin also asks the peers that record the tag what
+//! they hold under it, and logs those that disagree with the upstream.
 //!
 //! [`Router::closest`]: kagami_core::router::Router::closest
 
@@ -28,6 +30,7 @@ use kagami_core::store::{BlobStream, Cache, ContentKind, Source};
 use kagami_core::upstream::{self, Resolved, Upstream};
 use kagami_core::{Digest, Key, MediaType, Reference, Registry, Repository, Tag};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::fetch::{Opened, Target};
 use super::relay::Relay;
@@ -41,8 +44,16 @@ use crate::routes::Blob;
 /// fetch from the upstream (always with the loop guard, so it asks no one
 /// else). Any value; nodes send `true`.
 pub const ORIGIN_HEADER: &str = "x-kagami-origin";
+/// The header on an origin's blob response that says the blob is still
+/// arriving from the upstream, so it comes at the upstream's pace: the
+/// asker then holds the origin to no rate floor. Without it, the origin
+/// serves what it holds, and a slow one is gone past like any peer.
+pub const ARRIVING_HEADER: &str = "x-kagami-arriving";
 /// Origins asked in turn, closest first.
-const MAX_ORIGINS: usize = 3;
+pub const MAX_ORIGINS: usize = 3;
+/// Peers' records of a tag compared with the upstream's answer, per
+/// resolution at the upstream.
+const MAX_RECORDS_CHECKED: usize = 8;
 
 /// What pull-through needs: where content comes from, and where it is kept.
 #[derive(Clone)]
@@ -240,10 +251,81 @@ impl Mirror {
             return Ok(answer);
         }
         let answer = state.upstream.resolve(registry, repository, tag).await?;
-        let mut tags = lock(&state.tags);
-        tags.retain(|_, (_, at)| at.elapsed() < ttl);
-        tags.insert(name, (answer.clone(), Instant::now()));
+        {
+            let mut tags = lock(&state.tags);
+            tags.retain(|_, (_, at)| at.elapsed() < ttl);
+            tags.insert(name, (answer.clone(), Instant::now()));
+        }
+        if let Some(resolved) = &answer {
+            let tagged = Reference::tagged(registry.clone(), repository.clone(), tag.clone());
+            self.check_records(tagged, resolved.digest.clone());
+        }
         Ok(answer)
+    }
+
+    /// Reports this node's own record of `tagged`, `recorded`, when it
+    /// names another manifest than the upstream's answer, `upstream`.
+    pub(crate) fn check_own_record(
+        &self,
+        tagged: &Reference,
+        recorded: &Digest,
+        upstream: &Digest,
+    ) {
+        if recorded != upstream
+            && self
+                .inner
+                .report
+                .tag_disagrees(tagged, "this node", recorded, upstream)
+        {
+            self.inner.stats.tag_disagreed();
+        }
+    }
+
+    /// In the background, asks the peers that record `tagged` what they
+    /// hold under it, and reports those naming another manifest than
+    /// `upstream`.
+    fn check_records(&self, tagged: Reference, upstream: Digest) {
+        let Some(key) = Key::for_tag(&tagged) else {
+            return;
+        };
+        let inner = self.inner.clone();
+        let work = async move {
+            let found = inner.lookup.providers(&key, &inner.stats).await;
+            let target = Target {
+                registry: tagged.registry().clone(),
+                repository: tagged.repository().clone(),
+                origin: false,
+            };
+            let Some(tag) = tagged.tag() else {
+                return;
+            };
+            let budget = inner.config.origin_timeout;
+            let asks = inner
+                .peers
+                .order(&found)
+                .into_iter()
+                .take(MAX_RECORDS_CHECKED)
+                .map(|peer| {
+                    let (inner, target) = (&inner, &target);
+                    async move {
+                        let answer = inner.fetch.resolve(&peer, target, tag, budget).await;
+                        (peer, answer)
+                    }
+                });
+            for (peer, answer) in futures::future::join_all(asks).await {
+                let Ok(Some(recorded)) = answer else {
+                    continue;
+                };
+                if recorded.digest != upstream
+                    && inner
+                        .report
+                        .tag_disagrees(&tagged, &peer.id, &recorded.digest, &upstream)
+                {
+                    inner.stats.tag_disagreed();
+                }
+            }
+        };
+        tokio::spawn(work.instrument(tracing::debug_span!("tag_records")));
     }
 
     /// A blob for a peer that asked this node as its origin: from the
@@ -271,31 +353,39 @@ impl Mirror {
         self.served_from_cache(digest, requested, head).await
     }
 
-    /// A manifest for a peer that asked this node as its origin: a tag is
-    /// resolved at the upstream, the manifest fetched by digest.
+    /// What `tag` names now, asked of the upstream by this node, for a
+    /// peer that asked this node as the tag's origin.
+    pub(crate) async fn origin_tag(
+        &self,
+        registry: &Registry,
+        repository: &Repository,
+        tag: &Tag,
+    ) -> Fresh {
+        if !self.pulls_through(registry) {
+            return Fresh::Unavailable;
+        }
+        match self.resolve_here(registry, repository, tag).await {
+            Ok(Some(resolved)) => Fresh::Is(resolved.digest),
+            Ok(None) => Fresh::NotFound,
+            Err(error) => {
+                self.inner.report.upstream(registry, &error);
+                Fresh::Unavailable
+            }
+        }
+    }
+
+    /// A manifest by digest for a peer that asked this node as its
+    /// origin: from the cache, fetched from the upstream first if need be.
     pub(crate) async fn origin_manifest(
         &self,
         registry: &Registry,
         repository: &Repository,
-        reference: &crate::path::TagOrDigest,
+        digest: &Digest,
     ) -> Option<(MediaType, Digest, Bytes)> {
         if !self.pulls_through(registry) {
             return None;
         }
-        let digest = match reference {
-            crate::path::TagOrDigest::Digest(digest) => digest.clone(),
-            crate::path::TagOrDigest::Tag(tag) => {
-                match self.resolve_here(registry, repository, tag).await {
-                    Ok(Some(resolved)) => resolved.digest,
-                    Ok(None) => return None,
-                    Err(error) => {
-                        self.inner.report.upstream(registry, &error);
-                        return None;
-                    }
-                }
-            }
-        };
-        self.manifest_here(registry, repository, &digest).await
+        self.manifest_here(registry, repository, digest).await
     }
 
     async fn manifest_here(
@@ -340,6 +430,7 @@ impl Mirror {
                 }
             })?),
         };
+        let arriving = state.cache.arriving(digest);
         let body = if head {
             None
         } else {
@@ -348,17 +439,40 @@ impl Mirror {
                 Err(_) => return Ok(None),
             }
         };
-        Ok(Some(Blob { size, range, body }))
+        Ok(Some(Blob {
+            size,
+            range,
+            body,
+            arriving,
+        }))
     }
 
     // ---- asking the origins --------------------------------------------
 
     /// The nodes to ask for `key`, closest first.
+    ///
+    /// Peers this node skips for now (they sent bytes too slowly, or bad
+    /// ones) are left out: an origin serves at its own link's pace, with
+    /// no floor, so a slow provider must not be read from as an origin
+    /// either. When that leaves a peer out, this node takes the last place.
     async fn origins(&self, key: &Key) -> Vec<Near> {
-        match self.inner.lookup.router().closest(key, MAX_ORIGINS).await {
+        let named = match self.inner.lookup.router().closest(key, MAX_ORIGINS).await {
             Ok(origins) if !origins.is_empty() => origins,
-            Ok(_) | Err(_) => vec![Near::ThisNode],
+            Ok(_) | Err(_) => return vec![Near::ThisNode],
+        };
+        let mut origins: Vec<Near> = named
+            .iter()
+            .filter(|near| match near {
+                Near::ThisNode => true,
+                Near::Peer(peer) => !self.inner.peers.is_bad(peer),
+            })
+            .cloned()
+            .collect();
+        if origins.len() < named.len() && !origins.contains(&Near::ThisNode) {
+            tracing::debug!(%key, "origins skipped for now; this node stands in");
+            origins.push(Near::ThisNode);
         }
+        origins
     }
 
     /// A blob through its origin, for this node's client: `Ok(None)` when
@@ -422,6 +536,7 @@ impl Mirror {
                 size: part.size,
                 range: requested.map(|_| part.range.clone()),
                 body: None,
+                arriving: false,
             };
             if head {
                 return Ok(Some(blob));

@@ -22,6 +22,7 @@ use kagami_core::{Digest, Registry, Repository};
 use super::{bounded, content};
 use crate::budget::BodyBudget;
 use crate::error::Error;
+use crate::mirror::ARRIVING_HEADER;
 use crate::mirror::Mirror;
 use crate::range::{self, ByteRange};
 
@@ -33,6 +34,11 @@ pub(crate) struct Blob {
     pub(crate) range: Option<Range<u64>>,
     /// The body, for `GET`.
     pub(crate) body: Option<BlobStream>,
+    /// Served from the pull-through cache while it arrives from the
+    /// upstream, at the upstream's pace ([`ARRIVING_HEADER`] tells a peer).
+    ///
+    /// [`ARRIVING_HEADER`]: crate::mirror::ARRIVING_HEADER
+    pub(crate) arriving: bool,
 }
 
 /// Answers a blob request; `head` leaves the body out.
@@ -99,7 +105,12 @@ async fn held(
     } else {
         Some(bounded("read", store.read(digest, range.clone())).await?)
     };
-    Ok(Some(Blob { size, range, body }))
+    Ok(Some(Blob {
+        size,
+        range,
+        body,
+        arriving: false,
+    }))
 }
 
 /// The response for `blob`: 200, or 206 with `Content-Range`.
@@ -116,6 +127,9 @@ fn render(digest: &Digest, blob: Blob, budget: &BodyBudget) -> Result<Response, 
     headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Some(range) = &blob.range {
         headers.insert(CONTENT_RANGE, content_range(range, blob.size)?);
+    }
+    if blob.arriving {
+        headers.insert(ARRIVING_HEADER, HeaderValue::from_static("true"));
     }
     Ok(response)
 }

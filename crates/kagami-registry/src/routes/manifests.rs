@@ -36,15 +36,42 @@ pub(super) async fn get(
     // Pulled through, a tag is what the upstream says it is now; what
     // this node or its peers recorded for it counts only when the upstream
     // cannot be asked (and a tag the upstream does not know is looked for
-    // here alone).
+    // here alone). A peer asking this node as the tag's origin wants the
+    // upstream's answer, never this node's record: when the upstream
+    // cannot be asked it is told so, and asks the next origin.
     let mut asked = reference.clone();
     let mut from_peers = true;
-    if let (TagOrDigest::Tag(tag), Some(mirror)) = (&reference, mirror)
-        && mirror.pulls_through(&registry)
-    {
-        match mirror.fresh_tag(&registry, &repository, tag).await {
-            Fresh::Is(digest) => asked = TagOrDigest::Digest(digest),
+    if let TagOrDigest::Tag(tag) = &reference {
+        let (fresh, for_origin) = match (mirror, origin) {
+            (Some(mirror), _) => (mirror.fresh_tag(&registry, &repository, tag).await, false),
+            (None, Some(origin)) if origin.pulls_through(&registry) => {
+                (origin.origin_tag(&registry, &repository, tag).await, true)
+            }
+            _ => (Fresh::Unavailable, false),
+        };
+        match fresh {
+            Fresh::Is(digest) => {
+                // This node's own record of the tag, if any, is
+                // compared (peers' records are, by the tag's origin).
+                let tagged = Reference::tagged(registry.clone(), repository.clone(), tag.clone());
+                if let (Some(checker), Ok(image)) = (
+                    mirror.or(origin),
+                    bounded("resolve", store.resolve(&tagged)).await,
+                ) {
+                    checker.check_own_record(&tagged, &image.digest, &digest);
+                }
+                asked = TagOrDigest::Digest(digest);
+            }
+            Fresh::NotFound if for_origin => {
+                let reference = Reference::tagged(registry, repository, tag.clone());
+                return Err(Error::ManifestUnknown {
+                    reference: reference.to_string(),
+                });
+            }
             Fresh::NotFound => from_peers = false,
+            Fresh::Unavailable if for_origin => {
+                return Err(Error::UpstreamUnavailable { registry });
+            }
             Fresh::Unavailable => {}
         }
     }
@@ -52,8 +79,8 @@ pub(super) async fn get(
     if found.is_none() {
         if let Some(mirror) = mirror.filter(|_| from_peers) {
             found = mirror.manifest(&registry, &repository, &asked).await;
-        } else if let Some(origin) = origin {
-            found = origin.origin_manifest(&registry, &repository, &asked).await;
+        } else if let (Some(origin), TagOrDigest::Digest(digest)) = (origin, &asked) {
+            found = origin.origin_manifest(&registry, &repository, digest).await;
         }
     }
     let Some((media_type, digest, bytes)) = found else {

@@ -293,6 +293,13 @@ impl Cache for Spool {
         );
         Ok(Filling::Started)
     }
+
+    fn arriving(&self, digest: &Digest) -> bool {
+        self.inner
+            .lock()
+            .get(digest)
+            .is_some_and(|entry| matches!(entry.state, State::Arriving(_)))
+    }
 }
 
 #[async_trait::async_trait]

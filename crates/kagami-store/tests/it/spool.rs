@@ -88,6 +88,7 @@ async fn readers_get_the_bytes_while_they_arrive_and_one_fetch_serves_all() {
             .unwrap(),
         Filling::Arriving
     );
+    assert!(spool.arriving(&d));
 
     let mut whole = spool.read(&d, None).await.unwrap();
     let mut tail = spool.read(&d, Some(400_000..600_000)).await.unwrap();
@@ -109,6 +110,7 @@ async fn readers_get_the_bytes_while_they_arrive_and_one_fetch_serves_all() {
     assert_eq!(opened.load(Ordering::SeqCst), 1, "one fetch");
 
     // Kept: read again from the file, and a fill finds it.
+    assert!(!spool.arriving(&d));
     let (again, _) = collect(spool.read(&d, None).await.unwrap()).await;
     assert_eq!(again, data);
     let (third, _unused) = source(&opened);

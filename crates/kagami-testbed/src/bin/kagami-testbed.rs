@@ -59,8 +59,12 @@ enum Which {
     ProviderKilled,
     /// A host cut off from the others pulls, and serves again once healed.
     CutOff,
-    /// The providing host's link slows down to --slow-mbit.
+    /// The providing host (the biggest layer's origin) slows down to
+    /// --slow-mbit.
     SlowProvider,
+    /// Every host pulls at once; only the image's origins reach the
+    /// upstream.
+    OriginsOnly,
     /// The providing host's containerd restarts mid-rollout.
     ContainerdRestarted,
     /// lone, rolling and cold, each on an image of its own: the figures
@@ -168,6 +172,10 @@ async fn run(bed: &mut Bed, args: &Args, reports: &mut Vec<Report>) -> anyhow::R
         Which::ContainerdRestarted => {
             let image = bed.publish(args.size, args.layers)?;
             reports.push(scenario::containerd_restarted(bed, &image).await?);
+        }
+        Which::OriginsOnly => {
+            let image = bed.publish(args.size, args.layers)?;
+            reports.push(scenario::origins_only(bed, &image).await?);
         }
         Which::Baseline => {
             let image = bed.publish(args.size, args.layers)?;

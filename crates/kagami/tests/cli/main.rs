@@ -23,6 +23,7 @@ mod metrics;
 mod mirror;
 mod psk;
 mod pull;
+mod pull_through;
 mod server;
 mod sharing;
 mod skopeo;
