@@ -202,7 +202,7 @@ start_kagami() {
 	spawn "$name" "$target/release/kagami" --log-level warn "$role" \
 		--store containerd --containerd-address "$(sock "$node")" \
 		--embedded-registry --mirror docker.io --containerd-config-path "${certs_of[$name]}" \
-		--p2p-port "$p2p" --https-listen-port "$port" --bind-address 127.0.0.1 \
+		--p2p-port "$p2p" --https-listen-port "$port" --bind-address 127.0.0.1 --metrics-address "" \
 		--data-dir "${data_of[$name]}" "$@"
 	until_ok "$name" "answering /readyz" get "$name" /readyz
 }

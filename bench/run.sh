@@ -53,7 +53,7 @@ install_missing() {
 
 start_kagami() {
 	"$target/release/kagami" --log-level warn server --store layout --insecure-http --data-dir "$1" \
-		--https-listen-port "$2" --bind-address 127.0.0.1 &
+		--https-listen-port "$2" --bind-address 127.0.0.1 --metrics-address "" &
 	server_pid=$!
 	wait_ready "http://127.0.0.1:$2/readyz"
 }

@@ -45,6 +45,9 @@ pub(crate) enum Command {
         limit: usize,
         reply: oneshot::Sender<Vec<Near>>,
     },
+    RoutingTable {
+        reply: oneshot::Sender<Vec<(PeerId, Vec<Multiaddr>)>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -145,6 +148,14 @@ impl Router {
     /// How many peers the routing table holds (for metrics and status).
     pub fn routing_peers(&self) -> usize {
         self.shared.routing_peers.load(Ordering::Relaxed)
+    }
+
+    /// The peers in the routing table and the addresses known for each,
+    /// for the status page; empty when the node does not answer in time.
+    pub async fn routing_table(&self) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        self.call(COMMAND_TIMEOUT, |reply| Command::RoutingTable { reply })
+            .await
+            .unwrap_or_default()
     }
 
     /// How many keys this node provides (for metrics and status).

@@ -22,6 +22,7 @@ mod handle;
 mod holdings;
 mod isolation;
 mod lookups;
+mod membership;
 mod memory;
 mod node;
 mod peers;

@@ -60,6 +60,7 @@ pub(crate) struct Node {
     refresh: (Instant, Duration),
     /// The bootstrap dials in flight, to say why a node stays alone.
     isolation: Isolation,
+    membership: crate::membership::Membership,
     /// Closest-peers questions in flight.
     closest: HashMap<QueryId, Closest>,
     lookup_timeout: Duration,
@@ -107,6 +108,7 @@ impl Node {
             ready: false,
             refresh: (Instant::now() + REFRESH_MIN, REFRESH_MIN),
             isolation: Isolation::new(Instant::now()),
+            membership: crate::membership::Membership::default(),
             closest: HashMap::new(),
             lookup_timeout: config.lookup_timeout,
         }
@@ -116,6 +118,12 @@ impl Node {
     /// swarm, and with it the listener and all connections, is dropped
     /// before the shutdown is acknowledged.
     pub(crate) async fn run(mut self) {
+        if self.bootstrap.is_empty() {
+            // Said once: the node waits, quietly, for others to dial it.
+            tracing::info!(
+                "no peers yet: no bootstrap peer given, so this node waits for others to join through it"
+            );
+        }
         let acknowledge = loop {
             self.tick(Instant::now());
             let wake = self.next_wake();
@@ -190,6 +198,16 @@ impl Node {
                     },
                 );
             }
+            Command::RoutingTable { reply } => {
+                let mut table = Vec::new();
+                for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+                    for entry in bucket.iter() {
+                        let addrs = entry.node.value.iter().cloned().collect();
+                        table.push((*entry.node.key.preimage(), addrs));
+                    }
+                }
+                let _ = reply.send(table);
+            }
             Command::Shutdown { reply } => {
                 // Handled by `run`; answering here keeps the match total.
                 let _ = reply.send(());
@@ -213,6 +231,8 @@ impl Node {
                 peer_id, endpoint, ..
             } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.membership
+                    .connected(peer_id, endpoint.get_remote_address());
                 self.peers.connected(peer_id, endpoint.get_remote_address());
                 self.connected.insert(peer_id);
                 self.isolation.connected(Instant::now());
@@ -220,8 +240,10 @@ impl Node {
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
+                cause,
                 ..
             } => {
+                self.membership.closed(peer_id, cause.as_ref());
                 self.connected.remove(&peer_id);
             }
             SwarmEvent::OutgoingConnectionError {
@@ -230,6 +252,9 @@ impl Node {
                 connection_id,
             } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
+                if let Some(peer) = peer_id {
+                    self.membership.unreachable(peer, &error);
+                }
                 if let Some(warning) = self.isolation.failed(connection_id, &error, Instant::now())
                 {
                     tracing::warn!("{warning}");
@@ -384,22 +409,23 @@ impl Node {
         }
     }
 
-    /// Answers a closest-peers question: `found` (the network's answer)
-    /// and this node, or, when the network named nobody, the closest peers
-    /// of the routing table; ordered by distance to the key.
+    /// Answers a closest-peers question: `found` (the network's answer),
+    /// the closest peers of the routing table and this node, ordered by
+    /// distance to the key. The table's peers are always among them: the
+    /// network's answer holds only the peers that answered in time, and a
+    /// busy node that did not would otherwise be named by some askers and
+    /// not by others, which then pick different origins for one key.
     fn answer_closest(&mut self, pending: Closest, found: Vec<PeerId>) {
         let target = kad::KBucketKey::new(record_key(&pending.key).to_vec());
         let mut candidates = found;
-        if candidates.is_empty() {
-            candidates = self
-                .swarm
+        candidates.extend(
+            self.swarm
                 .behaviour_mut()
                 .kad
                 .get_closest_local_peers(&target)
                 .map(|key| *key.preimage())
-                .take(pending.limit)
-                .collect();
-        }
+                .take(pending.limit),
+        );
         let me = self.shared.peer_id;
         candidates.retain(|peer| *peer != me);
         candidates.push(me);

@@ -10,6 +10,8 @@ use kagami_core::store::Store;
 use crate::budget::{BodyBudget, DEFAULT_BODY_BYTES_IN_FLIGHT};
 use crate::mirror::{Mirror, Mirrored};
 use crate::routes::{self, Readiness};
+use crate::stats::{self, RequestStats};
+use crate::throttle::Throttle;
 use crate::trace;
 
 /// Settings of the registry API.
@@ -28,6 +30,8 @@ pub struct Config {
     /// connection and send buffers, it bounds what clients that stop
     /// reading can make a node hold.
     pub max_body_bytes_in_flight: usize,
+    /// Where requests are counted (for metrics and the status page).
+    pub stats: RequestStats,
 }
 
 impl Default for Config {
@@ -36,6 +40,7 @@ impl Default for Config {
             default_registry: Registry::docker_hub(),
             served: Mirrored::All,
             max_body_bytes_in_flight: DEFAULT_BODY_BYTES_IN_FLIGHT,
+            stats: RequestStats::default(),
         }
     }
 }
@@ -50,6 +55,8 @@ pub(crate) struct AppState {
     pub(crate) mirror: Option<Mirror>,
     /// Shared by every response body.
     pub(crate) budget: BodyBudget,
+    /// When a miss was last logged, by repository.
+    pub(crate) misses: Arc<Throttle<String>>,
 }
 
 /// The whole HTTP application: the OCI API under `/v2`, `/healthz` and
@@ -78,14 +85,17 @@ fn build(
 ) -> axum::Router {
     let state = AppState {
         budget: BodyBudget::new(config.max_body_bytes_in_flight),
+        misses: Arc::new(Throttle::new(std::time::Duration::from_secs(60))),
         store,
         config: Arc::new(config),
         readiness,
         mirror,
     };
+    let timing = axum::middleware::from_fn_with_state(state.config.stats.clone(), stats::time);
     let router = axum::Router::new()
         .merge(routes::v2())
         .merge(routes::health())
-        .with_state(state);
+        .with_state(state)
+        .layer(timing);
     trace::layer(router)
 }

@@ -30,6 +30,7 @@ mod path;
 mod range;
 mod routes;
 mod server;
+mod stats;
 mod throttle;
 mod trace;
 
@@ -44,5 +45,8 @@ pub use routes::{Readiness, probes};
 pub use server::{
     Accepted, Admission, Closed, ConnectionStats, Handshake, Limits, ServeOptions, serve,
     serve_with,
+};
+pub use stats::{
+    Failure, Kind, OTHER_REGISTRIES, Outcome, Pull, RequestStats, RouteLabels, SOURCE_HEADER,
 };
 pub use throttle::Throttle;

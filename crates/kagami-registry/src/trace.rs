@@ -20,6 +20,11 @@ use tracing::{Span, field};
 pub(crate) struct Failure(Arc<str>);
 
 impl Failure {
+    /// The error and its causes.
+    pub(crate) fn chain(&self) -> &str {
+        &self.0
+    }
+
     /// The error and its sources, joined with `: `.
     pub(crate) fn of(error: &dyn std::error::Error) -> Failure {
         let mut chain = error.to_string();

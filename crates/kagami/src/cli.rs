@@ -52,6 +52,27 @@ enum Command {
     },
     /// Start a small cluster on loopback, pull an image between its nodes, and report.
     Demo(crate::demo::DemoArgs),
+    /// Pull an image through the local node and report, per key, the DHT lookup and its providers, and per blob the time, size and source.
+    Measure {
+        #[command(flatten)]
+        data_dir: DataDir,
+        /// The node's registry API.
+        #[arg(
+            long,
+            env = "KAGAMI_MEASURE_ADDRESS",
+            default_value = "127.0.0.1:6443",
+            value_name = "HOST:PORT"
+        )]
+        address: SocketAddr,
+        /// Speak plain HTTP, to a node run with --insecure-http.
+        #[arg(long)]
+        insecure_http: bool,
+        /// The platform picked from a multi-platform image (os/architecture) [default: this machine's].
+        #[arg(long)]
+        platform: Option<String>,
+        /// The image, as containerd names it (nginx:1.25, quay.io/org/app@sha256:…).
+        image: String,
+    },
 }
 
 /// Where the node keeps its state.
@@ -114,6 +135,10 @@ struct ServerArgs {
     /// Also answer /healthz and /readyz in plain HTTP here (a loopback address such as 127.0.0.1:6444), for probes without a cluster certificate.
     #[arg(long, env = "KAGAMI_HEALTHZ_ADDRESS")]
     healthz_address: Option<SocketAddr>,
+
+    /// Serve /metrics (Prometheus) and the status page (/) in plain HTTP here, and nothing else; an empty value turns it off.
+    #[arg(long, env = "KAGAMI_METRICS_ADDRESS", default_value = "127.0.0.1:9090", value_parser = parse_metrics_address, value_name = "ADDR")]
+    metrics_address: MetricsAddress,
 
     /// A YAML file with one key per long flag (K3s's config.yaml works too) [default: /etc/kagami/config.yaml, if it exists].
     #[arg(long, env = "KAGAMI_CONFIG_FILE")]
@@ -213,6 +238,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(args) => server(*args, Role::Agent).await,
         Command::Token { data_dir, server } => token(&data_dir.path, server),
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Measure {
+            data_dir,
+            address,
+            insecure_http,
+            platform,
+            image,
+        } => {
+            let measure = crate::measure::Measure {
+                image,
+                addr: address,
+                insecure_http,
+                platform: platform.unwrap_or_else(crate::measure::this_platform),
+            };
+            crate::measure::run(measure, &data_dir.path).await
+        }
         Command::Cleanup {
             containerd_config_path,
         } => cleanup(&containerd_config_path),
@@ -284,6 +324,12 @@ async fn server(args: ServerArgs, role: Role) -> anyhow::Result<()> {
         .data_dir(&args.data_dir.path)
         .listen(SocketAddr::new(args.bind_address, args.https_listen_port))
         .limits(limits);
+    if let MetricsAddress(Some(addr)) = args.metrics_address {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "metrics and the status page are served beyond loopback, without authentication");
+        }
+        builder = builder.metrics(addr);
+    }
     if let Some(addr) = args.healthz_address {
         if !addr.ip().is_loopback() {
             tracing::warn!(%addr, "the plain health endpoint listens beyond loopback");
@@ -545,5 +591,16 @@ mod tests {
             missing.is_empty(),
             "not in docs/configuration.md: {missing:?}"
         );
+    }
+}
+
+/// `--metrics-address`: where to serve metrics, or nowhere.
+#[derive(Debug, Clone, Copy)]
+struct MetricsAddress(Option<SocketAddr>);
+
+fn parse_metrics_address(value: &str) -> Result<MetricsAddress, std::net::AddrParseError> {
+    match value.trim() {
+        "" => Ok(MetricsAddress(None)),
+        addr => addr.parse().map(|addr| MetricsAddress(Some(addr))),
     }
 }

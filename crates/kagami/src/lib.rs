@@ -17,6 +17,7 @@ mod node;
 pub mod p2p;
 mod sharing;
 mod status;
+mod status_page;
 mod tls_accept;
 pub mod trust;
 mod upstreams;
@@ -25,6 +26,7 @@ pub use admission::{JOIN_BURST, JOIN_RATE_PER_SECOND};
 pub use hosts::{DEFAULT_CONFIG_PATH as DEFAULT_CONTAINERD_CONFIG_PATH, HostsConfig, Mirrored};
 pub use node::{Builder, Error, Node, Security, StoreChoice};
 pub use sharing::{SharedRegistries, local_hosts};
+pub use status::{Provider, Providers};
 pub use trust::{CertPolicy, NodeTrust, TrustError, host_name, node_names};
 pub use upstreams::upstream_config;
 

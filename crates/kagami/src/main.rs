@@ -6,6 +6,7 @@ mod config_flags;
 mod demo;
 mod image;
 mod logging;
+mod measure;
 mod p2p_flags;
 mod trust_flags;
 

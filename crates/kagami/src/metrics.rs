@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::collector::Collector;
@@ -16,12 +16,14 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use kagami_registry::{Closed, ConnectionStats, TagSource, Through};
+use kagami_registry::{Closed, ConnectionStats, Kind, Outcome, RequestStats, TagSource, Through};
 
 use crate::p2p::P2p;
 
 /// The content type of what `prometheus_client::encoding::text` writes.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of the classic text format.
+const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The `peer` label of bytes from peers beyond those the mirror counts
 /// one by one (a peer ID is a multihash, never a word this short).
@@ -29,23 +31,93 @@ const OTHER_PEERS: &str = "other";
 
 /// The metrics route, to merge into the registry's application; with P2P
 /// off, only the families that mean something without it.
-pub fn routes(p2p: Option<P2p>, connections: ConnectionStats) -> axum::Router {
+pub fn routes(
+    p2p: Option<P2p>,
+    connections: ConnectionStats,
+    requests: RequestStats,
+) -> axum::Router {
     let mut registry = Registry::with_prefix("kagami");
-    registry.register_collector(Box::new(Sources { p2p, connections }));
+    // Histograms are their own live source: registered as they are.
+    registry.register_with_unit(
+        "http_request_duration",
+        "How long the registry API took to answer (to the response head), by route and status class.",
+        Unit::Seconds,
+        requests.durations(),
+    );
+    if let Some(p2p) = &p2p {
+        registry.register_with_unit(
+            "resolve_duration",
+            "How long provider lookups in the DHT took, answered or not.",
+            Unit::Seconds,
+            p2p.mirror().stats().lookup_durations(),
+        );
+    }
+    registry.register_collector(Box::new(Sources {
+        p2p,
+        connections,
+        requests,
+    }));
     axum::Router::new()
         .route("/metrics", get(scrape))
         .with_state(Arc::new(registry))
 }
 
-async fn scrape(State(registry): State<Arc<Registry>>) -> Response {
+async fn scrape(State(registry): State<Arc<Registry>>, headers: HeaderMap) -> Response {
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &registry) {
-        Ok(()) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
-        Err(error) => {
-            tracing::error!(%error, "cannot encode the metrics");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut body, &registry) {
+        tracing::error!(%error, "cannot encode the metrics");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    let open_metrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("application/openmetrics-text"));
+    if open_metrics {
+        ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
+    } else {
+        let text = classic_text(&body);
+        ([(header::CONTENT_TYPE, CLASSIC_CONTENT_TYPE)], text).into_response()
+    }
+}
+
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics text, for
+/// clients that do not ask for OpenMetrics (curl, `promtool check
+/// metrics`): a counter's `HELP` and `TYPE` name its `_total` samples, and
+/// there are no `UNIT` or `EOF` lines. Samples are the same in both.
+fn classic_text(open_metrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in open_metrics.lines() {
+        if let Some(family) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|rest| rest.strip_suffix(" counter"))
+        {
+            counters.insert(family.to_owned());
         }
     }
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let comment = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| line.strip_prefix(prefix).map(|rest| (prefix, rest)));
+        match comment {
+            Some((prefix, rest)) => {
+                let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{suffix} {text}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Where the values come from.
@@ -53,11 +125,12 @@ async fn scrape(State(registry): State<Arc<Registry>>) -> Response {
 struct Sources {
     p2p: Option<P2p>,
     connections: ConnectionStats,
+    requests: RequestStats,
 }
 
 impl Collector for Sources {
     fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
-        Reading::take(self.p2p.as_ref(), &self.connections).encode(encoder)
+        Reading::take(self.p2p.as_ref(), &self.connections, &self.requests).encode(encoder)
     }
 }
 
@@ -66,7 +139,80 @@ impl Collector for Sources {
 struct Reading {
     version: &'static str,
     connections: ConnectionReading,
+    requests: RequestsReading,
     p2p: Option<P2pReading>,
+}
+
+/// What the registry API served.
+#[derive(Debug, Default)]
+struct RequestsReading {
+    /// By registry, kind and outcome.
+    counts: Vec<(Arc<str>, Kind, Outcome, u64)>,
+    served_bytes: u64,
+    in_flight: u64,
+    /// Unix seconds of the last request served from a peer or upstream.
+    last_mirrored: Option<f64>,
+}
+
+impl RequestsReading {
+    fn take(stats: &RequestStats) -> RequestsReading {
+        RequestsReading {
+            counts: stats.requests(),
+            served_bytes: stats.served_bytes(),
+            in_flight: stats.transfers_in_flight(),
+            last_mirrored: stats.last_mirrored().and_then(|at| {
+                at.duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs_f64())
+            }),
+        }
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let mut requests = encoder.encode_descriptor(
+            "requests",
+            "Manifest and blob requests answered, by registry, kind (manifest, blob) and outcome: \
+             local (this node's store or cache), peer, upstream (pulled through), miss (404).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (registry, kind, outcome, count) in &self.counts {
+            requests
+                .encode_family(&[
+                    ("registry", &**registry),
+                    ("kind", kind.as_str()),
+                    ("outcome", outcome.as_str()),
+                ])?
+                .encode_counter::<NoLabelSet, _, u64>(count, None)?;
+        }
+        encoder
+            .encode_descriptor(
+                "served",
+                "Body bytes of manifests and blobs sent to clients (containerd and peers).",
+                Some(&Unit::Bytes),
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, u64>(&self.served_bytes, None)?;
+        encoder
+            .encode_descriptor(
+                "transfers_in_flight",
+                "Blob bodies streaming to clients now.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&self.in_flight)?;
+        if let Some(at) = self.last_mirrored {
+            encoder
+                .encode_descriptor(
+                    "last_mirror_timestamp",
+                    "When a request was last served from a peer or the upstream (Unix time).",
+                    Some(&Unit::Seconds),
+                    MetricType::Gauge,
+                )?
+                .encode_gauge(&at)?;
+        }
+        Ok(())
+    }
 }
 
 /// The registry port's connections.
@@ -129,7 +275,8 @@ impl ConnectionReading {
 #[derive(Debug, Default)]
 struct P2pReading {
     routing_peers: u64,
-    advertised_keys: u64,
+    /// Digests and tags.
+    advertised_keys: (u64, u64),
     lookups: u64,
     lookup_failures: u64,
     verify_failures: u64,
@@ -250,15 +397,16 @@ impl ThroughReading {
 }
 
 impl Reading {
-    fn take(p2p: Option<&P2p>, connections: &ConnectionStats) -> Reading {
+    fn take(p2p: Option<&P2p>, connections: &ConnectionStats, requests: &RequestStats) -> Reading {
         Reading {
             version: env!("CARGO_PKG_VERSION"),
             connections: ConnectionReading::take(connections),
+            requests: RequestsReading::take(requests),
             p2p: p2p.map(|p2p| {
                 let stats = p2p.mirror().stats();
                 P2pReading {
                     routing_peers: p2p.router().routing_peers() as u64,
-                    advertised_keys: p2p.advertised_keys() as u64,
+                    advertised_keys: p2p.advertised_keys_by_kind(),
                     lookups: stats.lookups(),
                     lookup_failures: stats.lookup_failures(),
                     verify_failures: stats.verify_failures(),
@@ -284,6 +432,7 @@ impl Reading {
             .encode_family(&[("version", self.version)])?
             .encode_gauge(&1u64)?;
         self.connections.encode(&mut encoder)?;
+        self.requests.encode(&mut encoder)?;
         let Some(p2p) = &self.p2p else {
             return Ok(());
         };
@@ -338,22 +487,25 @@ impl Reading {
                 .encode_family(&[("peer", peer)])?
                 .encode_counter::<NoLabelSet, _, u64>(bytes, None)?;
         }
-        let gauges = [
-            (
+        encoder
+            .encode_descriptor(
                 "p2p_routing_peers",
                 "Peers in this node's Kademlia routing table.",
-                p2p.routing_peers,
-            ),
-            (
-                "p2p_advertised_keys",
-                "Keys (digests and tags) this node currently provides to the P2P network.",
-                p2p.advertised_keys,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            encoder
-                .encode_descriptor(name, help, None, MetricType::Gauge)?
-                .encode_gauge(&value)?;
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&p2p.routing_peers)?;
+        let mut advertised = encoder.encode_descriptor(
+            "p2p_advertised_keys",
+            "Keys this node currently provides to the P2P network, by kind (digest, tag).",
+            None,
+            MetricType::Gauge,
+        )?;
+        let (digests, tags) = p2p.advertised_keys;
+        for (kind, count) in [("digest", digests), ("tag", tags)] {
+            advertised
+                .encode_family(&[("kind", kind)])?
+                .encode_gauge(&count)?;
         }
         if let Some(through) = &p2p.through {
             through.encode(&mut encoder)?;
@@ -394,6 +546,15 @@ mod tests {
                 unauthenticated: 6,
                 handshakes: 7,
             },
+            requests: RequestsReading {
+                counts: vec![
+                    ("docker.io".into(), Kind::Blob, Outcome::Local, 8),
+                    ("quay.io".into(), Kind::Manifest, Outcome::Miss, 9),
+                ],
+                served_bytes: 10,
+                in_flight: 2,
+                last_mirrored: None,
+            },
             p2p: None,
         });
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
@@ -406,6 +567,10 @@ mod tests {
                 "kagami_connections_open{state=\"member\"} 5",
                 "kagami_connections_open{state=\"unauthenticated\"} 6",
                 "kagami_connections_open{state=\"handshake\"} 7",
+                "kagami_requests_total{registry=\"docker.io\",kind=\"blob\",outcome=\"local\"} 8",
+                "kagami_requests_total{registry=\"quay.io\",kind=\"manifest\",outcome=\"miss\"} 9",
+                "kagami_served_bytes_total 10",
+                "kagami_transfers_in_flight 2",
             ]
         );
         assert!(text.ends_with("# EOF\n"));
@@ -416,9 +581,10 @@ mod tests {
         let text = encoded(|| Reading {
             version: "1.2.3",
             connections: ConnectionReading::default(),
+            requests: RequestsReading::default(),
             p2p: Some(P2pReading {
                 routing_peers: 2,
-                advertised_keys: 7,
+                advertised_keys: (5, 2),
                 lookups: 5,
                 lookup_failures: 1,
                 verify_failures: 3,
@@ -448,6 +614,8 @@ mod tests {
                 "kagami_connections_open{state=\"member\"} 0",
                 "kagami_connections_open{state=\"unauthenticated\"} 0",
                 "kagami_connections_open{state=\"handshake\"} 0",
+                "kagami_served_bytes_total 0",
+                "kagami_transfers_in_flight 0",
                 "kagami_mirror_lookups_total 5",
                 "kagami_mirror_lookup_failures_total 1",
                 "kagami_mirror_verify_failures_total 3",
@@ -458,7 +626,8 @@ mod tests {
                 "kagami_mirror_peer_bytes_total{peer=\"12D3KooWB\"} 20",
                 "kagami_mirror_peer_bytes_total{peer=\"other\"} 99",
                 "kagami_p2p_routing_peers 2",
-                "kagami_p2p_advertised_keys 7",
+                "kagami_p2p_advertised_keys{kind=\"digest\"} 5",
+                "kagami_p2p_advertised_keys{kind=\"tag\"} 2",
                 "kagami_upstream_bytes_total 11",
                 "kagami_pull_through_total{outcome=\"fetched\"} 1",
                 "kagami_pull_through_total{outcome=\"from_origin\"} 2",
@@ -481,10 +650,25 @@ mod tests {
     }
 
     #[test]
+    fn the_classic_format_names_counters_by_their_samples() {
+        let open = "# HELP kagami_served Bytes sent.\n# TYPE kagami_served counter\n\
+                    # UNIT kagami_served bytes\nkagami_served_total 3\n\
+                    # HELP kagami_in_flight Now.\n# TYPE kagami_in_flight gauge\n\
+                    kagami_in_flight 1\n# EOF\n";
+        assert_eq!(
+            classic_text(open),
+            "# HELP kagami_served_total Bytes sent.\n# TYPE kagami_served_total counter\n\
+             kagami_served_total 3\n# HELP kagami_in_flight Now.\n\
+             # TYPE kagami_in_flight gauge\nkagami_in_flight 1\n"
+        );
+    }
+
+    #[test]
     fn no_other_peers_label_until_bytes_go_unattributed() {
         let text = encoded(|| Reading {
             version: "1.2.3",
             connections: ConnectionReading::default(),
+            requests: RequestsReading::default(),
             p2p: Some(P2pReading::default()),
         });
         assert!(text.contains("# TYPE kagami_mirror_peer_bytes counter"));

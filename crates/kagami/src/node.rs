@@ -95,6 +95,7 @@ pub struct Builder {
     hosts: Option<HostsConfig>,
     security: Option<Security>,
     probes: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
     limits: kagami_registry::Limits,
 }
 
@@ -121,6 +122,7 @@ impl Default for Builder {
             hosts: None,
             security: None,
             probes: None,
+            metrics: None,
             limits: kagami_registry::Limits::default(),
         }
     }
@@ -170,6 +172,15 @@ impl Builder {
     /// loopback address, for probes that hold no cluster certificate).
     pub fn probes(mut self, addr: SocketAddr) -> Builder {
         self.probes = Some(addr);
+        self
+    }
+
+    /// Also serves `/metrics` and the status page (`/`) in plain HTTP on
+    /// `addr` (a loopback address, for Prometheus and people on the node);
+    /// nothing else is served there. Port 0 picks a free port, see
+    /// [`Node::metrics_addr`].
+    pub fn metrics(mut self, addr: SocketAddr) -> Builder {
+        self.metrics = Some(addr);
         self
     }
 
@@ -266,15 +277,19 @@ impl Builder {
         }
         let app = match &p2p {
             Some(p2p) => kagami_registry::app_with_mirror(
-                store,
+                store.clone(),
                 registry_config.clone(),
                 readiness.clone(),
                 p2p.mirror().clone(),
             )
             .merge(status::routes(p2p.clone())),
-            None => kagami_registry::app(store, registry_config.clone(), readiness.clone()),
+            None => kagami_registry::app(store.clone(), registry_config.clone(), readiness.clone()),
         }
-        .merge(crate::metrics::routes(p2p.clone(), connections.clone()));
+        .merge(crate::metrics::routes(
+            p2p.clone(),
+            connections.clone(),
+            registry_config.stats.clone(),
+        ));
         let app = match &trust {
             Some(trust) => {
                 let addrs = p2p.clone().map(|p2p| -> crate::join::P2pAddrs {
@@ -287,25 +302,27 @@ impl Builder {
             None => app,
         };
         let probes = match self.probes {
-            Some(probe_addr) => {
-                let bind_error = |source| Error::Bind {
-                    addr: probe_addr,
-                    source,
+            Some(addr) => {
+                let app = kagami_registry::probes(readiness.clone());
+                Some(Plain::spawn(addr, app, "health probes").await?)
+            }
+            None => None,
+        };
+        let metrics = match self.metrics {
+            Some(metrics_addr) => {
+                let stats = registry_config.stats.clone();
+                let page = crate::status_page::Page {
+                    store: store.clone(),
+                    p2p: p2p.clone(),
+                    requests: stats.clone(),
+                    registry_addr: addr,
+                    names: trust.as_ref().map(|trust| trust.cert().names().dns.clone()),
+                    secure: trust.is_some(),
+                    started: std::time::SystemTime::now(),
                 };
-                let listener = TcpListener::bind(probe_addr).await.map_err(bind_error)?;
-                let (tx, rx) = oneshot::channel::<()>();
-                let server = tokio::spawn(kagami_registry::serve(
-                    listener,
-                    kagami_registry::probes(readiness.clone()),
-                    async move {
-                        let _ = rx.await;
-                    },
-                    ServeOptions {
-                        grace: SHUTDOWN_GRACE,
-                        ..ServeOptions::default()
-                    },
-                ));
-                Some((tx, server))
+                let app = crate::metrics::routes(p2p.clone(), connections.clone(), stats)
+                    .merge(crate::status_page::routes(page));
+                Some(Plain::spawn(metrics_addr, app, "metrics and status page").await?)
             }
             None => None,
         };
@@ -318,6 +335,7 @@ impl Builder {
             grace: SHUTDOWN_GRACE,
             limits: self.limits.clone(),
             stats: connections.clone(),
+            ..ServeOptions::default()
         };
         let server = match &trust {
             Some(trust) => tokio::spawn(kagami_registry::serve_with(
@@ -359,6 +377,7 @@ impl Builder {
             airgap,
             renewal,
             probes,
+            metrics,
             p2p,
             stop: Some(stop_tx),
             server,
@@ -439,6 +458,47 @@ fn spawn_collection(layout: Layout) {
     });
 }
 
+/// A plain-HTTP listener beside the registry (probes, metrics): its
+/// address, stop signal and task. It keeps the registry's connection
+/// budgets, since anyone who reaches it may connect.
+#[derive(Debug)]
+struct Plain {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Plain {
+    async fn spawn(
+        addr: SocketAddr,
+        app: axum::Router,
+        name: &'static str,
+    ) -> Result<Plain, Error> {
+        let bind_error = |source| Error::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(kagami_registry::serve(
+            listener,
+            app,
+            async move {
+                let _ = stopped.await;
+            },
+            ServeOptions {
+                grace: SHUTDOWN_GRACE,
+                name,
+                ..ServeOptions::default()
+            },
+        ));
+        Ok(Plain { addr, stop, server })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+}
+
 /// The store a node serves, and the concrete backend behind it.
 struct Opened {
     store: Arc<dyn Store>,
@@ -459,8 +519,10 @@ pub struct Node {
     airgap: Option<AirGap>,
     /// Renews the node certificate when due.
     renewal: Option<JoinHandle<()>>,
-    /// The plain probe listener: its stop signal and task.
-    probes: Option<(oneshot::Sender<()>, JoinHandle<std::io::Result<()>>)>,
+    /// The plain probe listener.
+    probes: Option<Plain>,
+    /// The plain metrics and status page listener.
+    metrics: Option<Plain>,
     p2p: Option<P2p>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
@@ -475,6 +537,11 @@ impl Node {
     /// The address the registry API listens on.
     pub fn registry_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of `/metrics` and the status page, when served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|plain| plain.addr)
     }
 
     /// The registry port's connection counters (refusals, timeouts, open).
@@ -512,9 +579,11 @@ impl Node {
         if let Some(renewal) = self.renewal.take() {
             renewal.abort();
         }
-        if let Some((stop, server)) = self.probes.take() {
-            let _ = stop.send(());
-            let _ = server.await;
+        for plain in [self.probes.take(), self.metrics.take()]
+            .into_iter()
+            .flatten()
+        {
+            plain.stop().await;
         }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -277,6 +277,16 @@ impl P2p {
         self.advertiser.snapshot().len()
     }
 
+    /// The keys this node advertises: digests, then tags.
+    pub fn advertised_keys_by_kind(&self) -> (u64, u64) {
+        let keys = self.advertiser.snapshot();
+        let digests = keys
+            .iter()
+            .filter(|key| matches!(key, kagami_core::Key::Digest(_)))
+            .count() as u64;
+        (digests, keys.len() as u64 - digests)
+    }
+
     pub(crate) async fn shutdown(self) {
         drop(self.advertiser);
         self.router.shutdown().await;

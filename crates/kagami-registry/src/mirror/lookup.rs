@@ -109,8 +109,11 @@ impl Lookup {
 
     async fn find(&self, key: &Key, stats: &MirrorStats) -> Providers {
         stats.lookup();
+        let started = Instant::now();
         let found = tokio::time::timeout(self.timeout, self.router.find_providers(key, self.limit));
-        let peers = match found.await {
+        let found = found.await;
+        stats.looked_up(started.elapsed());
+        let peers = match found {
             Ok(Ok(peers)) => peers,
             Ok(Err(error)) => {
                 tracing::debug!(%key, %error, "provider lookup failed");

@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::path::TagOrDigest;
 use crate::range::ByteRange;
 use crate::routes::Blob;
+use crate::stats::Outcome;
 
 impl Mirror {
     /// The manifest `reference` names, from a peer: its type, digest and
@@ -30,7 +31,7 @@ impl Mirror {
         registry: &Registry,
         repository: &Repository,
         reference: &TagOrDigest,
-    ) -> Option<(MediaType, Digest, Bytes)> {
+    ) -> Option<((MediaType, Digest, Bytes), Outcome)> {
         let (key, tag) = match reference {
             TagOrDigest::Digest(digest) => (Key::Digest(digest.clone()), None),
             TagOrDigest::Tag(tag) => {
@@ -58,7 +59,8 @@ impl Mirror {
             {
                 return self
                     .manifest_through_origins(registry, repository, digest)
-                    .await;
+                    .await
+                    .map(|found| (found, Outcome::Upstream));
             }
             return None;
         };
@@ -74,7 +76,7 @@ impl Mirror {
             digest,
             bytes,
         } = won.value;
-        Some((media_type, digest, bytes))
+        Some(((media_type, digest, bytes), Outcome::Peer))
     }
 
     /// The blob `digest` (or the bytes `range` selects), from a peer.
@@ -126,6 +128,7 @@ impl Mirror {
             range: range.map(|_| part.range.clone()),
             body: None,
             arriving: false,
+            from: Outcome::Peer,
         };
         if head {
             return Ok(Some(blob));

@@ -1,8 +1,8 @@
 //! What the mirror logs beyond DEBUG (each peer's failure is at DEBUG;
 //! see `hedge`), each at most once per subject per [`QUIET_FOR`]:
-//! - when it gives up on a key, a summary at INFO, so that a node that
-//!   keeps missing the same content (a single-node cluster, say) does not
-//!   flood its log;
+//! - when it gives up on a key, a DEBUG line only: the route logs the
+//!   client's miss, once per repository a minute (one pull is several
+//!   keys);
 //! - when a peer fails the TLS checks, or no TLS client can be made for
 //!   it, a WARN: the cluster's trust is broken there, which an operator
 //!   must see, but a peer asked for many keys is still one line;
@@ -29,7 +29,6 @@ const MAX_SUBJECTS: usize = 4096;
 /// When each key, and each peer, was last reported.
 #[derive(Default)]
 pub(super) struct Report {
-    keys: Quiet<Key>,
     peers: Quiet<String>,
     registries: Quiet<String>,
     /// Tag records seen to disagree, as (tag, digest recorded).
@@ -37,13 +36,10 @@ pub(super) struct Report {
 }
 
 impl Report {
-    /// Logs that `key` could not be served from peers, and why.
+    /// Logs that `key` could not be served from peers, and why: DEBUG,
+    /// since the request's miss is logged once per pull by the route.
     pub(super) fn gave_up(&self, key: &Key, why: &str) {
-        if self.keys.should_log(key) {
-            tracing::info!(%key, %why, "not served from peers");
-        } else {
-            tracing::debug!(%key, %why, "not served from peers");
-        }
+        tracing::debug!(%key, %why, "not served from peers");
     }
 
     /// Logs that an upstream registry could not be used (unavailable, or
@@ -138,33 +134,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_summary_per_key_per_quiet_period() {
-        let report = Report::default();
-        let a = Key::Digest(kagami_core::Digest::from_hash(
-            kagami_core::Algorithm::Sha256,
-            &[1; 32],
-        ));
-        let b = Key::Digest(kagami_core::Digest::from_hash(
-            kagami_core::Algorithm::Sha256,
-            &[2; 32],
-        ));
-        assert!(report.keys.should_log(&a));
-        assert!(!report.keys.should_log(&a));
-        assert!(report.keys.should_log(&b));
-    }
-
-    #[test]
     fn one_warning_per_peer_per_quiet_period() {
         let report = Report::default();
         let (a, b) = ("a".to_owned(), "b".to_owned());
         assert!(report.peers.should_log(&a));
         assert!(!report.peers.should_log(&a));
         assert!(report.peers.should_log(&b));
-        // Keys and peers are remembered apart.
-        let key = Key::Digest(kagami_core::Digest::from_hash(
-            kagami_core::Algorithm::Sha256,
-            &[1; 32],
-        ));
-        assert!(report.keys.should_log(&key));
+        // Peers and registries are remembered apart.
+        assert!(report.registries.should_log(&a));
     }
 }

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
 use super::lock;
 
 /// Peers whose relayed bytes are counted one by one; bytes from any
@@ -27,6 +29,18 @@ pub struct MirrorStats {
     through: [AtomicU64; 4],
     tags: [AtomicU64; 2],
     tag_disagreements: AtomicU64,
+    lookup_durations: LookupDurations,
+}
+
+/// How long provider lookups took: 1 ms to about 4 s, the resolve budget's
+/// range.
+#[derive(Debug)]
+struct LookupDurations(Histogram);
+
+impl Default for LookupDurations {
+    fn default() -> LookupDurations {
+        LookupDurations(Histogram::new(exponential_buckets(0.001, 2.0, 13)))
+    }
 }
 
 /// How a pull-through request ended.
@@ -96,6 +110,12 @@ impl MirrorStats {
     /// knew none.
     pub fn lookup_failures(&self) -> u64 {
         self.lookup_failures.load(Ordering::Relaxed)
+    }
+
+    /// How long the lookups sent to the router took, answered or not; a
+    /// clone shares the histogram (to register with a metrics registry).
+    pub fn lookup_durations(&self) -> Histogram {
+        self.lookup_durations.0.clone()
     }
 
     /// Responses from peers whose bytes did not match their digest.
@@ -174,6 +194,10 @@ impl MirrorStats {
 
     pub(super) fn lookup(&self) {
         self.lookups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn looked_up(&self, took: std::time::Duration) {
+        self.lookup_durations.0.observe(took.as_secs_f64());
     }
 
     pub(super) fn lookup_failed(&self) {

@@ -444,6 +444,7 @@ impl Mirror {
             range,
             body,
             arriving,
+            from: crate::stats::Outcome::Upstream,
         }))
     }
 
@@ -537,6 +538,7 @@ impl Mirror {
                 range: requested.map(|_| part.range.clone()),
                 body: None,
                 arriving: false,
+                from: crate::stats::Outcome::Upstream,
             };
             if head {
                 return Ok(Some(blob));

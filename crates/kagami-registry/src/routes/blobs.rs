@@ -11,6 +11,7 @@
 //! this node as the blob's origin gets it pulled through from the upstream.
 
 use std::ops::Range;
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::response::Response;
@@ -25,6 +26,7 @@ use crate::error::Error;
 use crate::mirror::ARRIVING_HEADER;
 use crate::mirror::Mirror;
 use crate::range::{self, ByteRange};
+use crate::stats::{Kind, Outcome, Pull, RequestStats, SOURCE_HEADER};
 
 /// A blob to answer with, from the store or from a peer.
 pub(crate) struct Blob {
@@ -39,6 +41,8 @@ pub(crate) struct Blob {
     ///
     /// [`ARRIVING_HEADER`]: crate::mirror::ARRIVING_HEADER
     pub(crate) arriving: bool,
+    /// Where the bytes come from.
+    pub(crate) from: Outcome,
 }
 
 /// Answers a blob request; `head` leaves the body out.
@@ -49,8 +53,9 @@ pub(super) async fn get(
     digest: Digest,
     headers: &HeaderMap,
     head: bool,
-    budget: &BodyBudget,
+    (budget, stats): (&BodyBudget, &RequestStats),
 ) -> Result<Response, Error> {
+    let started = Instant::now();
     let requested = headers
         .get(RANGE)
         .and_then(|value| value.to_str().ok())
@@ -67,10 +72,28 @@ pub(super) async fn get(
                 .await?;
         }
     }
-    let Some(blob) = found else {
+    let Some(mut blob) = found else {
+        stats.count(registry.as_str(), Kind::Blob, Outcome::Miss);
         return Err(Error::BlobUnknown { digest });
     };
-    render(&digest, blob, budget)
+    stats.count(registry.as_str(), Kind::Blob, blob.from);
+    if let Some(body) = blob.body.take() {
+        let pull = Pull {
+            at: SystemTime::now(),
+            reference: format!("{registry}/{repository}@{digest}"),
+            kind: Kind::Blob,
+            outcome: blob.from,
+            bytes: 0,
+            took: Duration::ZERO,
+        };
+        blob.body = Some(stats.stream(body, pull, started));
+    }
+    let from = blob.from;
+    let mut response = render(&digest, blob, budget)?;
+    response
+        .headers_mut()
+        .insert(SOURCE_HEADER, HeaderValue::from_static(from.as_str()));
+    Ok(response)
 }
 
 /// The blob from the store; `None` when it is not held.
@@ -110,6 +133,7 @@ async fn held(
         range,
         body,
         arriving: false,
+        from: Outcome::Local,
     }))
 }
 

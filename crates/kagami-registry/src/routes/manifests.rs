@@ -15,7 +15,7 @@
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use kagami_core::store::{self, Store};
 use kagami_core::{Digest, MediaType, Reference, Registry, Repository};
 
@@ -23,6 +23,8 @@ use super::{bounded, content};
 use crate::error::Error;
 use crate::mirror::{Fresh, Mirror};
 use crate::path::TagOrDigest;
+use crate::stats::{Kind, Outcome, Pull, RequestStats, SOURCE_HEADER};
+use std::time::{Instant, SystemTime};
 
 /// Answers a manifest request; `head` leaves the body out.
 pub(super) async fn get(
@@ -32,7 +34,9 @@ pub(super) async fn get(
     repository: Repository,
     reference: TagOrDigest,
     head: bool,
+    stats: &RequestStats,
 ) -> Result<Response, Error> {
+    let started = Instant::now();
     // Pulled through, a tag is what the upstream says it is now; what
     // this node or its peers recorded for it counts only when the upstream
     // cannot be asked (and a tag the upstream does not know is looked for
@@ -75,15 +79,21 @@ pub(super) async fn get(
             Fresh::Unavailable => {}
         }
     }
-    let mut found = held(store, &registry, &repository, &asked).await?;
+    let mut found = held(store, &registry, &repository, &asked)
+        .await?
+        .map(|found| (found, Outcome::Local));
     if found.is_none() {
         if let Some(mirror) = mirror.filter(|_| from_peers) {
             found = mirror.manifest(&registry, &repository, &asked).await;
         } else if let (Some(origin), TagOrDigest::Digest(digest)) = (origin, &asked) {
-            found = origin.origin_manifest(&registry, &repository, digest).await;
+            found = origin
+                .origin_manifest(&registry, &repository, digest)
+                .await
+                .map(|found| (found, Outcome::Upstream));
         }
     }
-    let Some((media_type, digest, bytes)) = found else {
+    let Some(((media_type, digest, bytes), from)) = found else {
+        stats.count(registry.as_str(), Kind::Manifest, Outcome::Miss);
         let reference = match reference {
             TagOrDigest::Digest(digest) => digest.to_string(),
             TagOrDigest::Tag(tag) => Reference::tagged(registry, repository, tag).to_string(),
@@ -91,12 +101,30 @@ pub(super) async fn get(
         return Err(Error::ManifestUnknown { reference });
     };
     let length = bytes.len() as u64;
+    stats.count(registry.as_str(), Kind::Manifest, from);
+    if !head {
+        stats.pulled(Pull {
+            at: SystemTime::now(),
+            reference: match &reference {
+                TagOrDigest::Tag(tag) => format!("{registry}/{repository}:{tag}"),
+                TagOrDigest::Digest(digest) => format!("{registry}/{repository}@{digest}"),
+            },
+            kind: Kind::Manifest,
+            outcome: from,
+            bytes: length,
+            took: started.elapsed(),
+        });
+    }
     let body = if head {
         Body::empty()
     } else {
         Body::from(bytes)
     };
-    content(StatusCode::OK, media_type.as_str(), length, &digest, body)
+    let mut response = content(StatusCode::OK, media_type.as_str(), length, &digest, body)?;
+    response
+        .headers_mut()
+        .insert(SOURCE_HEADER, HeaderValue::from_static(from.as_str()));
+    Ok(response)
 }
 
 /// The manifest from the store; `None` when its tag or content is not held.

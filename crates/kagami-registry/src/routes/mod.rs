@@ -77,6 +77,13 @@ async fn dispatch(
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
+    if let Some(failure) = response.extensions().get::<crate::trace::Failure>() {
+        let request = format!("{method} {}", uri.path());
+        state
+            .config
+            .stats
+            .failed(request, failure.chain().to_owned());
+    }
     response
         .headers_mut()
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
@@ -114,7 +121,12 @@ async fn handle(
             reference,
         } => {
             let mirrors = (mirror, origin);
-            manifests::get(store, mirrors, registry()?, repository, reference, head).await
+            let stats = &state.config.stats;
+            let registry = registry()?;
+            let name = format!("{registry}/{repository}");
+            let answer =
+                manifests::get(store, mirrors, registry, repository, reference, head, stats).await;
+            missed(state, mirror, &name, answer)
         }
         Route::Blob { repository, digest } => {
             // Content is addressed by digest alone; the registry and name
@@ -122,10 +134,35 @@ async fn handle(
             let registry = registry()?;
             let name = (&registry, &repository);
             let mirrors = (mirror, origin);
-            blobs::get(store, mirrors, name, digest, headers, head, &state.budget).await
+            let counters = (&state.budget, &state.config.stats);
+            let answer = blobs::get(store, mirrors, name, digest, headers, head, counters).await;
+            missed(state, mirror, &format!("{registry}/{repository}"), answer)
         }
         Route::TagsList { repository } => tags::list(store, &registry()?, repository).await,
     }
+}
+
+/// Logs a client's miss that went through the mirror: at INFO once a
+/// minute per repository, since one pull asks for several keys of one
+/// repository and each would be a line; at DEBUG otherwise.
+fn missed(
+    state: &AppState,
+    mirror: Option<&Mirror>,
+    repository: &str,
+    answer: Result<Response, Error>,
+) -> Result<Response, Error> {
+    if let (Some(_), Err(Error::ManifestUnknown { .. } | Error::BlobUnknown { .. })) =
+        (mirror, &answer)
+    {
+        match state.misses.hit(repository.to_owned()) {
+            Some(misses) => tracing::info!(
+                %repository, misses,
+                "not held here nor served by the cluster; the client moves on to its next endpoint"
+            ),
+            None => tracing::debug!(%repository, "not held here nor served by the cluster"),
+        }
+    }
+    answer
 }
 
 #[derive(Deserialize)]

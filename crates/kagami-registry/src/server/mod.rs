@@ -65,6 +65,9 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// Where connections are counted.
     pub stats: ConnectionStats,
+    /// What the listener serves, for its log line: `"{name} listening"`
+    /// (default `registry API`).
+    pub name: &'static str,
 }
 
 impl Default for ServeOptions {
@@ -73,6 +76,7 @@ impl Default for ServeOptions {
             grace: Duration::from_secs(10),
             limits: Limits::default(),
             stats: ConnectionStats::default(),
+            name: "registry API",
         }
     }
 }
@@ -191,12 +195,20 @@ pub async fn serve_with<H: Handshake>(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "registry API listening");
     let ServeOptions {
         grace,
         limits,
         stats,
+        name,
     } = options;
+    let addr = listener.local_addr()?;
+    if name == ServeOptions::default().name {
+        tracing::info!(%addr, "registry API listening");
+    } else {
+        // Another field name than the registry's `addr`, which tools and
+        // tests read from the log to find the registry.
+        tracing::info!(listen = %addr, "{name} listening");
+    }
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -258,7 +270,7 @@ pub async fn serve_with<H: Handshake>(
         connections.spawn(async move { connection.run(tcp, handshake_permit, watcher).await });
     }
     drop(listener);
-    tracing::info!(open = connections.len(), ?grace, "registry API stopping");
+    tracing::info!(open = connections.len(), ?grace, "{name} stopping");
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()

@@ -42,6 +42,9 @@ struct Args {
     /// kagami's log level on every node.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Copy every host's kagami log into this directory before the bed is removed.
+    #[arg(long, value_name = "DIR")]
+    keep_logs: Option<PathBuf>,
     /// kagami's `--pull-through` on every node.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pull_through: bool,
@@ -134,6 +137,14 @@ async fn main() -> anyhow::Result<()> {
         let json: Vec<serde_json::Value> = reports.iter().map(Report::json).collect();
         let text = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(dir) = &args.keep_logs {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
+        for node in &bed.nodes {
+            let path = dir.join(format!("{}.log", node.name));
+            std::fs::write(&path, node.log())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
     }
     // Dropping the bed removes its namespaces and processes.
     tokio::task::spawn_blocking(move || drop(bed)).await?;

@@ -80,6 +80,9 @@ pub struct Server {
     child: Child,
     /// The registry API's address.
     pub addr: SocketAddr,
+    /// The metrics address, once its log line has been seen.
+    metrics_addr: Mutex<Option<SocketAddr>>,
+    metrics_rx: Mutex<std::sync::mpsc::Receiver<SocketAddr>>,
     /// Everything the server wrote to stderr so far.
     log: Arc<Mutex<String>>,
     /// The node's data directory.
@@ -128,6 +131,12 @@ impl Server {
             } else {
                 &["--pull-through", "false"][..]
             })
+            // Tests run side by side: never the default metrics port.
+            .args(if extra.contains(&"--metrics-address") {
+                &[][..]
+            } else {
+                &["--metrics-address", "127.0.0.1:0"][..]
+            })
             // A machine running containerd must not change what these tests serve.
             .args(if extra.contains(&"--store") {
                 &[][..]
@@ -159,6 +168,7 @@ impl Server {
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(String::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (metrics_tx, metrics_rx) = std::sync::mpsc::channel();
         let sink = log.clone();
         let (done_tx, log_done) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
@@ -166,7 +176,15 @@ impl Server {
             let _done = done_tx;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("listening")
+                if line.contains("metrics and status page listening")
+                    && let Some(addr) = line
+                        .split_whitespace()
+                        .find_map(|word| word.strip_prefix("listen="))
+                        .and_then(|a| a.parse::<SocketAddr>().ok())
+                {
+                    let _ = metrics_tx.send(addr);
+                }
+                if line.contains("registry API listening")
                     && let Some(addr) = line
                         .split_whitespace()
                         .find_map(|word| word.strip_prefix("addr="))
@@ -189,11 +207,27 @@ impl Server {
         Server {
             child,
             addr,
+            metrics_addr: Mutex::new(None),
+            metrics_rx: Mutex::new(metrics_rx),
             log,
             data_dir: data_dir.to_owned(),
             secure,
             log_done,
         }
+    }
+
+    /// `http://ADDR` of the node's metrics address (`/metrics` and the
+    /// status page); panics when the node does not serve one.
+    pub fn metrics_url(&self) -> String {
+        let mut known = self.metrics_addr.lock().expect("metrics lock");
+        if known.is_none() {
+            let rx = self.metrics_rx.lock().expect("metrics lock");
+            let addr = rx
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no metrics address in the log: {}", self.log()));
+            *known = Some(addr);
+        }
+        format!("http://{}", known.expect("just set"))
     }
 
     /// A client of this node: with the node's own certificate when it

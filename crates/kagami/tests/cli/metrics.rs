@@ -10,11 +10,11 @@ use kagami_store::testing::ImageSpec;
 
 use crate::cluster::{archive, keys, largest_blob};
 use crate::harness::{Server, eventually, p2p_flags, run_ok};
-use crate::pull::{blob, client};
+use crate::pull::blob;
 
 /// One scrape: the declared families and the samples.
 #[derive(Debug)]
-struct Scrape {
+pub struct Scrape {
     /// Family name → type, from the `# TYPE` lines.
     types: BTreeMap<String, String>,
     samples: Vec<Sample>,
@@ -29,7 +29,7 @@ struct Sample {
 
 impl Scrape {
     /// The value of the sample with exactly these labels.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let labels: BTreeMap<String, String> = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -71,12 +71,17 @@ fn parse(text: &str) -> Scrape {
         }
         assert!(!line.starts_with('#'), "unexpected comment: {line}");
         let sample = parse_sample(line);
-        let family = match sample.name.strip_suffix("_total") {
-            Some(family) if scrape.types.get(family).map(String::as_str) == Some("counter") => {
-                family
-            }
-            _ => sample.name.as_str(),
+        let typed = |suffix: &str, kind: &str| {
+            sample
+                .name
+                .strip_suffix(suffix)
+                .filter(|family| scrape.types.get(*family).map(String::as_str) == Some(kind))
         };
+        let family = typed("_total", "counter")
+            .or_else(|| typed("_bucket", "histogram"))
+            .or_else(|| typed("_sum", "histogram"))
+            .or_else(|| typed("_count", "histogram"))
+            .unwrap_or(sample.name.as_str());
         assert!(
             scrape.types.contains_key(family),
             "sample of an undeclared family: {line}"
@@ -129,10 +134,18 @@ fn parse_sample(line: &str) -> Sample {
     }
 }
 
-/// `GET /metrics` of `server`, checked for its content type and parsed.
-async fn scrape(server: &Server) -> Scrape {
-    let response = client()
-        .get(format!("{}/metrics", server.url()))
+/// `GET /metrics` of `server`'s metrics address, checked for its content
+/// type and parsed.
+pub async fn scrape(server: &Server) -> Scrape {
+    parse(&scrape_text(server).await)
+}
+
+/// `GET /metrics` of `server`'s metrics address (plain HTTP, no
+/// certificate), checked for its content type.
+async fn scrape_text(server: &Server) -> String {
+    let response = crate::pull::client()
+        .get(format!("{}/metrics", server.metrics_url()))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
         .send()
         .await
         .expect("metrics request reaches the server");
@@ -141,7 +154,7 @@ async fn scrape(server: &Server) -> Scrape {
         response.headers()["content-type"],
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
-    parse(&response.text().await.expect("metrics body"))
+    response.text().await.expect("metrics body")
 }
 
 /// A `kagami server` with P2P on, joining through `bootstrap`.
@@ -194,10 +207,11 @@ async fn a_pull_through_a_non_holder_shows_in_its_bytes_per_peer() {
     })
     .await;
     eventually("the holder to advertise the image", || async {
-        let advertised = scrape(&holder)
-            .await
-            .value("kagami_p2p_advertised_keys", &[]);
-        (advertised == Some(keys(&image) as f64)).then_some(())
+        let scrape = scrape(&holder).await;
+        let digests = scrape.value("kagami_p2p_advertised_keys", &[("kind", "digest")]);
+        let tags = scrape.value("kagami_p2p_advertised_keys", &[("kind", "tag")]);
+        (digests.zip(tags).map(|(d, t)| d + t) == Some(keys(&image) as f64) && tags == Some(1.0))
+            .then_some(())
     })
     .await;
     let before = scrape(&puller).await;
@@ -232,5 +246,48 @@ async fn a_pull_through_a_non_holder_shows_in_its_bytes_per_peer() {
     assert_eq!(
         after.value("kagami_build_info", &[("version", version)]),
         Some(1.0)
+    );
+    // Served by a peer, and counted as such; the earlier 404s as misses.
+    let blob_from = |outcome| {
+        after.value(
+            "kagami_requests_total",
+            &[
+                ("registry", "docker.io"),
+                ("kind", "blob"),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(blob_from("peer"), Some(1.0), "{after:?}");
+    assert_eq!(blob_from("local"), None, "{after:?}");
+    assert!(after.value("kagami_served_bytes_total", &[]) >= Some(size as f64));
+    assert!(after.value("kagami_last_mirror_timestamp_seconds", &[]) > Some(0.0));
+    assert!(after.value("kagami_resolve_duration_seconds_count", &[]) >= Some(1.0));
+    assert!(
+        after.value(
+            "kagami_http_request_duration_seconds_count",
+            &[("route", "blobs"), ("status_class", "2xx")]
+        ) >= Some(1.0),
+        "{after:?}"
+    );
+    eventually("the transfer to end", || async {
+        let in_flight = scrape(&puller)
+            .await
+            .value("kagami_transfers_in_flight", &[]);
+        (in_flight == Some(0.0)).then_some(())
+    })
+    .await;
+    // The holder served it from its own store.
+    let holder_scrape = scrape(&holder).await;
+    assert!(
+        holder_scrape.value(
+            "kagami_requests_total",
+            &[
+                ("registry", "docker.io"),
+                ("kind", "blob"),
+                ("outcome", "local")
+            ]
+        ) >= Some(1.0),
+        "{holder_scrape:?}"
     );
 }
